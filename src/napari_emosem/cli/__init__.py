@@ -1,0 +1,62 @@
+"""``emosem``: the command line. Each subcommand lives in its own module with a ``register``.
+
+Errors the user caused (:class:`~napari_emosem.errors.EmoSEMError`) print as one line and exit 2;
+anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# (module, subcommand) in the order --help lists them
+_COMMANDS = (
+    ("propose", "propose"),
+    ("view", "view"),
+    ("train", "train"),
+    ("evaluate", "evaluate"),
+    ("export", "export"),
+    ("import_apolo", "import-apolo"),
+    ("weights", "weights"),
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .. import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="emosem",
+        description="Propose, correct, evaluate and fine-tune emotion-stimulus annotations of paintings.",
+    )
+    parser.add_argument("--version", action="version", version=f"napari-emosem {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for module_name, _ in _COMMANDS:
+        try:
+            module = importlib.import_module(f".{module_name}", __name__)
+        except ModuleNotFoundError as exc:  # a subcommand not written yet
+            if exc.name == f"{__name__}.{module_name}":
+                continue
+            raise
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from ..errors import EmoSEMError
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except EmoSEMError as exc:
+        print(f"emosem {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"emosem {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
