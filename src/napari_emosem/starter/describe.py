@@ -48,7 +48,7 @@ def colour_name(L: float, chroma: float, hue_degrees: float, family: int) -> str
     implies_lightness = False
     if family == 0:
         if L < 20:
-            return "black"
+            return "blue-black" if chroma >= 5 and 200 <= h < 300 else "black"
         if L > 88:
             return "white"
         if chroma >= 5:
@@ -96,9 +96,10 @@ def colour_name(L: float, chroma: float, hue_degrees: float, family: int) -> str
             adjectives.append("vivid")
     if adjectives == ["pale", "vivid"]:
         adjectives = ["bright"]
-    if not adjectives and family in (1, 2, 3) and name not in ("cream", "beige", "peach"):
+    # a bare hue name gets its temperature, as painters speak of colour ("warm ochre")
+    if not adjectives and name in ("red", "orange", "yellow", "ochre"):
         adjectives.append("warm")
-    elif not adjectives and family in (6, 7) and name != "teal":
+    elif not adjectives and name in ("blue", "blue-green"):
         adjectives.append("cool")
     return " ".join([", ".join(adjectives), name]) if adjectives else name
 

@@ -107,9 +107,10 @@ class StarterPredictor(Predictor):
 
     @property
     def region_labels(self) -> np.ndarray:
-        """int32 (H, W): the current painting's candidate regions at full resolution."""
+        """uint8 (H, W): the current painting's candidate regions (0..n-1) at full resolution."""
         painting = self._require_painting()
-        return painting.grid.upsample(painting.segmentation.regions)
+        # StarterConfig caps regions at 255: one byte per pixel keeps huge paintings cheap
+        return painting.grid.upsample(painting.segmentation.regions.astype(np.uint8))
 
     def set_image(self, image: np.ndarray) -> None:
         """Cut the painting into regions and describe them (RGB, grayscale or RGBA, any dtype)."""
@@ -180,7 +181,7 @@ class StarterPredictor(Predictor):
             score = float(np.average(row[chosen], weights=areas[chosen]))
             # the painting-size mask reduces exactly back to small_mask (see Grid), so this draft
             # equals explain(emotion, proposal.mask)
-            text = self._draft(emotion, small_mask.astype(np.float32)) if explain else ""
+            text = self._draft(painting, emotion, small_mask.astype(np.float32)) if explain else ""
             probability = None
             if with_probability:
                 low, high = float(row.min()), float(row.max())
@@ -269,7 +270,7 @@ class StarterPredictor(Predictor):
         coverage = painting.grid.coverage(mask)
         region_score = row[seg.regions]
         score = float(np.average(region_score, weights=coverage))
-        text = self._draft(emotion, coverage) if explain else ""
+        text = self._draft(painting, emotion, coverage) if explain else ""
         return Proposal(emotion, mask, score, text)
 
     def explain(self, emotion: str, mask: np.ndarray) -> str:
@@ -289,7 +290,7 @@ class StarterPredictor(Predictor):
                 f"the {emotion} mask is empty: paint the region that evokes {emotion} first, "
                 "then draft its explanation"
             )
-        return self._draft(emotion, coverage)
+        return self._draft(painting, emotion, coverage)
 
     # Helpers -----------------------------------------------------------------------------------
 
@@ -298,8 +299,8 @@ class StarterPredictor(Predictor):
             raise RuntimeError("call set_image(painting) before propose/refine/explain")
         return self._painting
 
-    def _draft(self, emotion: str, coverage: np.ndarray) -> str:
-        painting = self._painting
+    @staticmethod
+    def _draft(painting: _Painting, emotion: str, coverage: np.ndarray) -> str:
         weights = coverage.ravel()
         features = affective_features(painting.table, weights[None, :])
         z = standardise(features, painting.painting_features)[0]
