@@ -1,0 +1,241 @@
+"""EmoSEM checkpoints: a folder holding the trainable parts only, never a pickle.
+
+    my-checkpoint/
+      config.json        the EmoSEMConfig (architecture, prompt, presets' sizes)
+      model.safetensors  trainable weights (prompt, projector, decoder, adapter; the encoder and LM
+                         too when they were trained)
+      metadata.json      id, version, base encoder + sha256, LM, emotions, parent, training data
+                         summary, validation metrics, creation time
+
+Frozen pretrained parts (SAM's encoder, a frozen LM) are referenced by name and hash, not copied:
+loading rebuilds them from the registry / Hugging Face and refuses a different encoder or LM.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from .build import BaseIdentity, build_emosem
+from .config import EmoSEMConfig
+from .errors import CheckpointError, EmoSEMError
+
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.safetensors"
+METADATA_FILE = "metadata.json"
+FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class CheckpointInfo:
+    path: Path
+    metadata: dict
+
+    @property
+    def id(self) -> str:
+        return self.metadata["id"]
+
+    @property
+    def version(self) -> int:
+        return int(self.metadata.get("version", 1))
+
+    @property
+    def label(self) -> str:
+        """For status lines: ``emosem-tiny-… (v3, fine-tuned on 120 pairs)``."""
+        pairs = (self.metadata.get("training") or {}).get("pairs")
+        trained = f", fine-tuned on {pairs} pairs" if pairs else ""
+        return f"{self.id} (v{self.version}{trained})"
+
+
+def is_checkpoint(path: str | os.PathLike) -> bool:
+    p = Path(path)
+    return p.is_dir() and (p / CONFIG_FILE).is_file() and (p / WEIGHTS_FILE).is_file()
+
+
+def lm_signature(model) -> dict:
+    cfg = model.language_model.config
+    return {
+        "model_type": getattr(cfg, "model_type", None),
+        "vocab_size": int(model.language_model.get_input_embeddings().num_embeddings),
+        "width": int(model.language_model.get_input_embeddings().embedding_dim),
+    }
+
+
+def save_checkpoint(
+    model,
+    identity: BaseIdentity,
+    folder: str | os.PathLike,
+    *,
+    parent: CheckpointInfo | None = None,
+    training: dict | None = None,
+    metrics: dict | None = None,
+) -> CheckpointInfo:
+    """Write ``folder`` atomically (a temporary folder renamed into place)."""
+    from safetensors.torch import save_file
+
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu().contiguous() for k, v in model.trainable_state_dict().items()}
+    tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
+    try:
+        save_file(state, str(tmp / WEIGHTS_FILE), metadata={"format": "napari-emosem", "version": str(FORMAT_VERSION)})
+        weights_hash = _sha256(tmp / WEIGHTS_FILE)
+        created = datetime.now(timezone.utc)
+        metadata = {
+            "format_version": FORMAT_VERSION,
+            "id": f"emosem-{model.config.name}-{created:%Y%m%d-%H%M%S}-{weights_hash[:6]}",
+            "version": (parent.version + 1) if parent else 1,
+            "preset": model.config.name,
+            "created": created.isoformat(timespec="seconds"),
+            "base": identity.to_dict(),
+            "language_model_signature": lm_signature(model),
+            "emotions": list(model.config.emotions),
+            "trainable_modules": list(model.trainable_modules()),
+            "parent": {"id": parent.id, "path": str(parent.path)} if parent else None,
+            "training": training,
+            "metrics": metrics,
+            "weights_sha256": weights_hash,
+        }
+        (tmp / CONFIG_FILE).write_text(model.config.to_json() + "\n")
+        (tmp / METADATA_FILE).write_text(json.dumps(metadata, indent=1, ensure_ascii=False) + "\n")
+        _swap_into_place(tmp, folder)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return CheckpointInfo(folder, metadata)
+
+
+def _swap_into_place(tmp: Path, folder: Path) -> None:
+    old = None
+    if folder.exists():
+        old = folder.with_name(f".{folder.name}.old-{uuid.uuid4().hex[:8]}")
+        os.replace(folder, old)
+    os.replace(tmp, folder)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def read_checkpoint(folder: str | os.PathLike) -> CheckpointInfo:
+    """Read a checkpoint's metadata (cheap: no weights)."""
+    folder = Path(folder).expanduser()
+    if not folder.exists():
+        raise CheckpointError(f"{folder}: no such checkpoint folder")
+    missing = [f for f in (CONFIG_FILE, WEIGHTS_FILE, METADATA_FILE) if not (folder / f).is_file()]
+    if missing:
+        raise CheckpointError(
+            f"{folder} is not an EmoSEM checkpoint (missing {', '.join(missing)}); choose a folder "
+            "written by `emosem train` or the widget's Fine-tune"
+        )
+    try:
+        metadata = json.loads((folder / METADATA_FILE).read_text())
+    except ValueError as exc:
+        raise CheckpointError(f"{folder / METADATA_FILE}: not valid JSON ({exc})") from None
+    if not isinstance(metadata, dict) or "id" not in metadata:
+        raise CheckpointError(f"{folder / METADATA_FILE}: not EmoSEM checkpoint metadata")
+    return CheckpointInfo(folder, metadata)
+
+
+def read_config(folder: Path) -> EmoSEMConfig:
+    try:
+        data = json.loads((folder / CONFIG_FILE).read_text())
+    except ValueError as exc:
+        raise CheckpointError(f"{folder / CONFIG_FILE}: not valid JSON ({exc})") from None
+    return EmoSEMConfig.from_dict(data)
+
+
+def load_checkpoint(
+    folder: str | os.PathLike,
+    *,
+    sam_checkpoint: str | os.PathLike | None = None,
+    language_model: str | None = None,
+):
+    """Rebuild the model a checkpoint was trained from, then load its weights.
+
+    ``sam_checkpoint`` / ``language_model`` replace where the frozen parts come from (a local copy
+    offline); they must be the same encoder (by sha256) and a compatible LM, or this refuses.
+    Returns ``(model, identity, info)``.
+    """
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    info = read_checkpoint(folder)
+    config = read_config(info.path)
+    base = info.metadata.get("base") or {}
+    if language_model is not None and language_model != config.language.model:
+        config = config.replace(language=_replace_lm(config, language_model))
+    try:
+        model, identity = build_emosem(config, sam_checkpoint=sam_checkpoint)
+    except EmoSEMError as exc:
+        raise type(exc)(f"checkpoint {info.id}: {exc}") from None
+    want_sha = base.get("encoder_sha256")
+    if want_sha and identity.encoder_sha256 != want_sha:
+        raise CheckpointError(
+            f"checkpoint {info.id} was trained on the {base.get('encoder')} image encoder "
+            f"(sha256 {want_sha[:12]}…), but the encoder given is {identity.encoder} "
+            f"(sha256 {(identity.encoder_sha256 or 'none')[:12]}…); use the encoder it was made for"
+        )
+    want_lm = info.metadata.get("language_model_signature")
+    if want_lm and want_lm != lm_signature(model):
+        raise CheckpointError(
+            f"checkpoint {info.id} was made for the language model {base.get('language_model')} "
+            f"({_sig(want_lm)}), but {identity.language_model} is {_sig(lm_signature(model))}; "
+            "use the language model it was made for"
+        )
+    try:
+        state = load_file(str(info.path / WEIGHTS_FILE))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CheckpointError(f"{info.path / WEIGHTS_FILE}: unreadable weights ({exc}); the file is damaged") from None
+    expected = model.trainable_state_dict()
+    wrong = [k for k, v in state.items() if k in expected and tuple(expected[k].shape) != tuple(v.shape)]
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(model.state_dict()))
+    if wrong or missing or unexpected:
+        raise CheckpointError(
+            f"checkpoint {info.id} does not fit the model it describes ({len(wrong)} weights of another "
+            f"shape, {len(missing)} missing, {len(unexpected)} unknown; e.g. "
+            f"{(wrong + missing + unexpected)[0]}); it was made by another version or for another encoder/LM"
+        )
+    model.load_state_dict(state, strict=False)
+    return model, identity, info
+
+
+def _replace_lm(config: EmoSEMConfig, language_model: str):
+    import dataclasses
+
+    return dataclasses.replace(config.language, model=language_model)
+
+
+def _sig(sig: dict) -> str:
+    return f"{sig.get('model_type')}, vocabulary {sig.get('vocab_size')}, width {sig.get('width')}"
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def list_checkpoints(root: str | os.PathLike | None = None) -> list[CheckpointInfo]:
+    """Checkpoints under ``root`` (default: the user data folder), newest first."""
+    from . import paths
+
+    root = Path(root) if root is not None else paths.checkpoints_dir()
+    found = []
+    if root.is_dir():
+        for sub in root.iterdir():
+            if sub.name.startswith(".") or not is_checkpoint(sub):
+                continue
+            try:
+                found.append(read_checkpoint(sub))
+            except CheckpointError:
+                continue
+    return sorted(found, key=lambda c: c.metadata.get("created", ""), reverse=True)

@@ -1,0 +1,76 @@
+"""``load_predictor``: from what a user types (a preset, ``starter``, a checkpoint folder) to a Predictor."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from .errors import CheckpointError
+from .predictor import Predictor
+
+#: What ``--model`` accepts besides a checkpoint folder.
+MODEL_CHOICES = ("starter", "tiny", "vit_b", "vit_l", "vit_h")
+
+
+def load_predictor(
+    spec: str | os.PathLike = "starter",
+    *,
+    device: str = "auto",
+    sam_checkpoint: str | os.PathLike | None = None,
+    language_model: str | None = None,
+    cache=None,
+    num_beams: int = 1,
+    max_new_tokens: int | None = None,
+) -> Predictor:
+    """Build the Predictor named by ``spec``.
+
+    - ``"starter"``: the cold-start model (no learned weights; uses SAM's automatic masks when a
+      SAM checkpoint is cached or given, scikit-image regions otherwise);
+    - ``"tiny"``, ``"vit_b"``, ``"vit_l"``, ``"vit_h"``: an EmoSEM preset (untrained prompt/adapter);
+    - a folder: an EmoSEM checkpoint written by ``emosem train`` or the widget.
+    """
+    from .devices import resolve_device
+
+    spec_str = str(spec)
+    if spec_str == "starter":
+        return _starter(sam_checkpoint, device)
+    device = resolve_device(device)
+    from .config import PRESETS, get_preset
+    from .emosem_predictor import EmoSEMPredictor
+
+    common = dict(device=device, cache=cache, num_beams=num_beams, max_new_tokens=max_new_tokens)
+    if spec_str in PRESETS:
+        from .build import build_emosem
+
+        config = get_preset(spec_str)
+        if language_model is not None:
+            import dataclasses
+
+            config = config.replace(language=dataclasses.replace(config.language, model=language_model))
+        model, identity = build_emosem(config, sam_checkpoint=sam_checkpoint)
+        return EmoSEMPredictor(model, identity, **common)
+    path = Path(spec_str).expanduser()
+    if not path.exists():
+        raise CheckpointError(
+            f"model {spec_str!r} is neither a preset ({', '.join(MODEL_CHOICES)}) nor an existing checkpoint folder"
+        )
+    from .checkpoint import load_checkpoint
+
+    model, identity, info = load_checkpoint(path, sam_checkpoint=sam_checkpoint, language_model=language_model)
+    return EmoSEMPredictor(model, identity, checkpoint=info, **common)
+
+
+def _starter(sam_checkpoint, device) -> Predictor:
+    from .starter import StarterPredictor
+
+    if sam_checkpoint is None:
+        # Use SAM's automatic masks only if a checkpoint is already here: the cold start never downloads
+        from .weights import cached_path
+
+        sam_checkpoint = cached_path("vit_b")
+    kwargs = {}
+    if sam_checkpoint is not None:
+        from .devices import resolve_device
+
+        kwargs = dict(sam_checkpoint=Path(sam_checkpoint), device=resolve_device(device))
+    return StarterPredictor(**kwargs)

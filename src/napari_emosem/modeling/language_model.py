@@ -1,0 +1,116 @@
+"""The language model that writes explanations, and its tokenizer.
+
+Any ``transformers`` causal LM works (GPT-2 family by default). ``tiny`` builds a small GPT-2 from
+a config with random weights and a byte-level tokenizer that needs no file: each byte is one token
+(id = byte value), so any text round-trips and nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+
+from ..config import LanguageConfig
+from ..errors import WeightsError
+
+EOS = "<|endoftext|>"
+
+
+@lru_cache(maxsize=1)
+def _bytes_to_unicode() -> dict[int, str]:
+    # GPT-2's reversible byte -> printable-unicode map (the ByteLevel pre-tokenizer's alphabet).
+    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1))
+    bs += list(range(ord("®"), ord("ÿ") + 1))
+    cs = bs[:]
+    n = 0
+    for b in range(256):
+        if b not in bs:
+            bs.append(b)
+            cs.append(256 + n)
+            n += 1
+    return {b: chr(c) for b, c in zip(bs, cs)}
+
+
+def byte_level_tokenizer():
+    """A fast tokenizer with 256 byte tokens (id = byte value) and one end-of-text token (256)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {ch: b for b, ch in _bytes_to_unicode().items()}
+    tok = Tokenizer(models.BPE(vocab=vocab, merges=[]))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
+    tok.decoder = decoders.ByteLevel()
+    tok.add_special_tokens([EOS])
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok, bos_token=EOS, eos_token=EOS, pad_token=EOS, unk_token=None
+    )
+
+
+def load_language_model(config: LanguageConfig, *, seed: int = 0):
+    """Return ``(model, tokenizer)`` for ``config``; raise WeightsError with a fix when offline."""
+    if config.model == "tiny":
+        return _tiny_lm(config, seed)
+    return _pretrained_lm(config.model)
+
+
+def _tiny_lm(config: LanguageConfig, seed: int):
+    import torch
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    tokenizer = byte_level_tokenizer()
+    eos = tokenizer.eos_token_id
+    gpt_config = GPT2Config(
+        vocab_size=len(tokenizer),
+        n_embd=config.n_embd,
+        n_layer=config.n_layer,
+        n_head=config.n_head,
+        n_positions=config.n_positions,
+        bos_token_id=eos,
+        eos_token_id=eos,
+        pad_token_id=eos,
+        loss_type="ForCausalLM",
+    )
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = GPT2LMHeadModel(gpt_config)
+    return model, tokenizer
+
+
+def _pretrained_lm(name: str):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    local = Path(name).expanduser()
+    source = str(local) if local.exists() else name
+    if local.exists() and not (local / "config.json").exists():
+        raise WeightsError(
+            f"language model folder {local} has no config.json; point to a folder written by "
+            "transformers' save_pretrained (config.json, weights, tokenizer files)"
+        )
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source)
+        model = AutoModelForCausalLM.from_pretrained(source)
+    except OSError as exc:
+        if local.exists():
+            raise WeightsError(f"cannot load the language model in {local}: {exc}") from None
+        raise WeightsError(
+            f"language model {name!r} is not in the Hugging Face cache and could not be downloaded "
+            f"({_first_line(exc)}). On a connected machine run "
+            f"`python -c \"from transformers import AutoModelForCausalLM, AutoTokenizer as T; "
+            f"T.from_pretrained('{name}').save_pretrained('lm'); "
+            f"AutoModelForCausalLM.from_pretrained('{name}').save_pretrained('lm')\"`, "
+            "copy the 'lm' folder here and pass it as the language model "
+            f"(or copy ~/.cache/huggingface; HF_HOME={os.environ.get('HF_HOME', '~/.cache/huggingface')})"
+        ) from None
+    if tokenizer.eos_token_id is None:
+        raise WeightsError(f"language model {name!r} has no end-of-text token; use a causal LM")
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    if getattr(model.config, "loss_type", None) is None:
+        model.config.loss_type = "ForCausalLM"  # silences transformers' "unrecognized loss_type"
+    return model, tokenizer
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__

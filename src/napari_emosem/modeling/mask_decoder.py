@@ -1,0 +1,97 @@
+"""SAM's prompt encoder and mask decoder, conditioned on the emotional prompt.
+
+segment_anything's ``MaskDecoder.forward`` repeats one image embedding for every prompt set. Here
+each prompt set names its image (``image_index``), so one call decodes every emotion of one
+painting, or every (painting, emotion) pair of a training batch. The parameters and their names
+are SAM's, so SAM checkpoints load unchanged.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from ..config import DecoderConfig, EncoderConfig
+
+
+@dataclass
+class MaskPrediction:
+    #: (N, 1, 4h, 4w) low-resolution mask logits in the encoder's padded input frame
+    logits: torch.Tensor
+    #: (N,) predicted IoU of each mask (SAM's IoU head): the score shown to annotators
+    iou: torch.Tensor
+
+
+class EmotionMaskDecoder(nn.Module):
+    def __init__(self, encoder: EncoderConfig, decoder: DecoderConfig):
+        super().__init__()
+        from segment_anything.modeling import MaskDecoder, PromptEncoder, TwoWayTransformer
+
+        dim = encoder.out_chans
+        grid = encoder.embedding_size
+        self.prompt_encoder = PromptEncoder(
+            embed_dim=dim,
+            image_embedding_size=(grid, grid),
+            input_image_size=(encoder.img_size, encoder.img_size),
+            mask_in_chans=decoder.mask_in_chans,
+        )
+        self.mask_decoder = MaskDecoder(
+            num_multimask_outputs=3,
+            transformer=TwoWayTransformer(
+                depth=decoder.transformer_depth,
+                embedding_dim=dim,
+                mlp_dim=decoder.mlp_dim,
+                num_heads=decoder.num_heads,
+            ),
+            transformer_dim=dim,
+            iou_head_depth=3,
+            iou_head_hidden_dim=decoder.iou_head_hidden_dim,
+        )
+
+    def prompt_tokens(self, points: tuple[torch.Tensor, torch.Tensor] | None, n: int, device) -> torch.Tensor:
+        """Sparse tokens for clicks ``(coords (N, K, 2) as x, y in input pixels, labels (N, K))``."""
+        if points is None:
+            return torch.zeros(n, 0, self.prompt_encoder.embed_dim, device=device)
+        sparse, _ = self.prompt_encoder(points=points, boxes=None, masks=None)
+        return sparse
+
+    def dense(self, n: int, mask_input: torch.Tensor | None) -> torch.Tensor:
+        pe = self.prompt_encoder
+        if mask_input is not None:
+            return pe.mask_downscaling(mask_input)
+        h, w = pe.image_embedding_size
+        return pe.no_mask_embed.weight.reshape(1, -1, 1, 1).expand(n, -1, h, w)
+
+    def forward(
+        self,
+        image_embeddings: torch.Tensor,
+        sparse: torch.Tensor,
+        image_index: torch.Tensor,
+        *,
+        mask_input: torch.Tensor | None = None,
+    ) -> MaskPrediction:
+        """Decode one mask per prompt set.
+
+        image_embeddings: (B, C, h, w); sparse: (N, T, C) prompt tokens; image_index: (N,) in [0, B);
+        mask_input: optional (N, 1, 4h, 4w) logits of a previous mask (refinement, as in SAM).
+        """
+        md = self.mask_decoder
+        n = sparse.shape[0]
+        output_tokens = torch.cat([md.iou_token.weight, md.mask_tokens.weight], dim=0)
+        tokens = torch.cat([output_tokens.unsqueeze(0).expand(n, -1, -1), sparse], dim=1)
+        src = image_embeddings[image_index] + self.dense(n, mask_input)
+        pos = self.prompt_encoder.get_dense_pe().expand(n, -1, -1, -1)
+        b, c, h, w = src.shape
+        hs, src = md.transformer(src, pos, tokens)
+        iou_token_out = hs[:, 0, :]
+        # single-mask output: SAM's first mask token (multimask_output=False)
+        mask_token_out = hs[:, 1, :]
+        upscaled = md.output_upscaling(src.transpose(1, 2).reshape(b, c, h, w))
+        hyper = md.output_hypernetworks_mlps[0](mask_token_out)
+        b, c, h, w = upscaled.shape
+        logits = (hyper.unsqueeze(1) @ upscaled.reshape(b, c, h * w)).reshape(b, 1, h, w)
+        iou = md.iou_prediction_head(iou_token_out)[:, 0]
+        return MaskPrediction(logits=logits, iou=iou)
+

@@ -1,0 +1,94 @@
+"""Between a painting's pixels and the encoder's square frame, in both directions (as SAM does).
+
+The painting is resized so its longest side is the encoder's ``img_size``, then padded at the
+bottom and right. Masks go into that frame at low resolution (the mask decoder's 4× grid) and
+logits come back out at the painting's own resolution.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """Where a painting sits in the encoder's square input."""
+
+    original_size: tuple[int, int]  # (H, W) of the painting
+    input_size: tuple[int, int]  # (h, w) after resizing the longest side to img_size
+    img_size: int
+
+    @property
+    def scale(self) -> float:
+        """Painting pixels -> input pixels."""
+        return self.input_size[0] / self.original_size[0]
+
+    @property
+    def extent(self) -> tuple[float, float]:
+        """Share of the square frame the painting covers (height, width)."""
+        return self.input_size[0] / self.img_size, self.input_size[1] / self.img_size
+
+    def points_to_input(self, points_rc: np.ndarray) -> np.ndarray:
+        """(N, 2) napari (row, col) painting pixels -> SAM's (x, y) input pixels."""
+        h, w = self.original_size
+        sy, sx = self.input_size[0] / h, self.input_size[1] / w
+        pts = np.asarray(points_rc, dtype=np.float64).reshape(-1, 2)
+        return np.stack([(pts[:, 1] + 0.5) * sx, (pts[:, 0] + 0.5) * sy], axis=1)
+
+
+def resized_shape(height: int, width: int, longest: int) -> tuple[int, int]:
+    # segment_anything.utils.transforms.ResizeLongestSide.get_preprocess_shape
+    scale = longest / max(height, width)
+    return int(height * scale + 0.5), int(width * scale + 0.5)
+
+
+def geometry_for(height: int, width: int, img_size: int) -> Geometry:
+    return Geometry((height, width), resized_shape(height, width, img_size), img_size)
+
+
+def _resize_uint8(array: np.ndarray, size_hw: tuple[int, int], resample) -> np.ndarray:
+    from PIL import Image
+
+    if array.shape[:2] == tuple(size_hw):
+        return array
+    # reducing_gap: box-reduce first, then resample: fast and alias-free for big downscales
+    img = Image.fromarray(array).resize((size_hw[1], size_hw[0]), resample, reducing_gap=3.0)
+    return np.asarray(img)
+
+
+def preprocess_image(rgb: np.ndarray, img_size: int, mean: torch.Tensor, std: torch.Tensor):
+    """RGB uint8 (H, W, 3) -> normalised, padded (3, S, S) float tensor and its Geometry.
+
+    Resizing happens on uint8 with PIL, so even a 100-megapixel painting costs little memory.
+    """
+    from PIL import Image
+
+    geometry = geometry_for(rgb.shape[0], rgb.shape[1], img_size)
+    h, w = geometry.input_size
+    small = _resize_uint8(rgb, (h, w), Image.BICUBIC)
+    x = torch.from_numpy(np.array(small, dtype=np.float32)).permute(2, 0, 1)
+    x = (x - mean.view(-1, 1, 1)) / std.view(-1, 1, 1)
+    return F.pad(x, (0, img_size - w, 0, img_size - h)), geometry
+
+
+def mask_to_lowres(mask: np.ndarray, geometry: Geometry, lowres: int) -> torch.Tensor:
+    """bool (H, W) painting mask -> soft (lowres, lowres) float mask in the padded frame."""
+    from PIL import Image
+
+    h, w = geometry.input_size
+    m = _resize_uint8(np.asarray(mask, dtype=np.uint8) * 255, (h, w), Image.BILINEAR)
+    t = torch.from_numpy(np.array(m, dtype=np.float32)).div_(255.0)
+    t = F.pad(t, (0, geometry.img_size - w, 0, geometry.img_size - h))
+    return F.adaptive_avg_pool2d(t[None, None], (lowres, lowres))[0, 0]
+
+
+def lowres_to_painting(logits: torch.Tensor, geometry: Geometry) -> torch.Tensor:
+    """SAM's postprocess_masks: (N, 1, 4h, 4w) low-res logits -> (N, 1, H, W) at the painting's size."""
+    s = geometry.img_size
+    x = F.interpolate(logits, (s, s), mode="bilinear", align_corners=False)
+    x = x[..., : geometry.input_size[0], : geometry.input_size[1]]
+    return F.interpolate(x, tuple(geometry.original_size), mode="bilinear", align_corners=False)
