@@ -363,8 +363,9 @@ def import_apolo(
 def _explanations(row: ApoloRow, emotion: str, artemis: ArtemisIndex) -> list[str]:
     ordered = list(row.artemis_ids)
     ordered += [i for i in artemis.by_pair.get((row.painting, emotion), []) if i not in ordered]
-    texts = [artemis.rows[i].utterance.strip() for i in ordered if i in artemis.rows]
-    texts += [u.strip() for u in row.utterances]
+    texts = [artemis.rows[i].utterance for i in ordered if i in artemis.rows]
+    texts += row.utterances
+    texts = [" ".join(t.split()) for t in texts]  # ArtEmis utterances are one line each
     out: list[str] = []
     for text in texts:
         if text and text not in out:

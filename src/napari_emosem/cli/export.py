@@ -1,0 +1,53 @@
+"""``emosem export``: write a dataset in APOLO's layout, as ArtEmis-style CSV, or as PNG masks."""
+
+from __future__ import annotations
+
+import argparse
+
+DESCRIPTION = """\
+Export a stimulus dataset for other tools. Paintings are named by their file stem
+("starry-night.jpg" -> "starry-night"); two paintings with the same stem are refused.
+
+  apolo    DIR/apolo.json: a list with one row per (painting, emotion) record that has a mask,
+           {"painting", "emotion", "split", "artemis_id" (only for pairs imported from APOLO),
+           "utterances"}; split is the record's or painting's split, else "test".
+           DIR/apolo_pixel_map/{painting}_{emotion}.npy: uint8 (H, W), 1 = stimulus, 0 = not
+           (all zeros for "no stimulus" records). Text-only records are not written.
+  artemis  DIR/artemis.csv with ArtEmis's columns art_style, painting, emotion, utterance,
+           repetition: one row per explanation (including "something else"); art_style is the
+           painting's style ("" if unknown), repetition the painting's number of rows.
+  png      DIR/{painting}_{emotion}.png: 8-bit grayscale masks at the painting's size,
+           255 = stimulus, 0 = not (all black for "no stimulus" records).
+
+Existing files of the same names are replaced; other files in DIR are left alone.
+"""
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "export",
+        help="export a dataset as APOLO maps, ArtEmis-style CSV or PNG masks",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("dataset", metavar="DATASET", help="dataset folder (holds annotations.json)")
+    parser.add_argument(
+        "--format", required=True, choices=("apolo", "artemis", "png"), help="what to write"
+    )
+    parser.add_argument("--out", required=True, metavar="DIR", help="output folder (created)")
+    parser.add_argument(
+        "--emotions", default="all", help="'all' (default) or a comma-separated list, e.g. fear,awe"
+    )
+    parser.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from ..data import StimulusDataset
+    from ..data.export import export_dataset
+    from ..emotions import parse_emotions
+
+    emotions = parse_emotions(args.emotions)
+    dataset = StimulusDataset.open(args.dataset)
+    report = export_dataset(dataset, args.format, args.out, emotions=emotions)
+    print(f"wrote {report.description}")
+    return 0
