@@ -1,0 +1,1 @@
+"""Qt and napari pieces of the EmoSEM annotator (the core modules never import these)."""
