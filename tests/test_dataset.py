@@ -339,3 +339,38 @@ def test_exif_rotated_jpeg_is_checked_at_its_displayed_size(ds, tmp_path):
 
 def _annotations(ds) -> dict:
     return json.loads((ds.root / "annotations.json").read_text())
+
+
+def test_the_documented_examples_load(tmp_path):
+    import re
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "dataset-format.md").read_text()
+    blocks = [json.loads(b) for b in re.findall(r"```json\n(.*?)```", doc, re.S)]
+    assert len(blocks) == 2
+    for i, block in enumerate(blocks):
+        root = tmp_path / f"example{i}"
+        (root / "images").mkdir(parents=True)
+        for img in block["images"]:
+            Image.fromarray(rgb(img["height"], img["width"])).save(root / "images" / img["file_name"], format="PNG")
+        (root / "annotations.json").write_text(json.dumps(block))
+        ds = StimulusDataset.open(root)
+        assert len(ds.pairs(include_something_else=True)) == len(block["annotations"])
+
+
+def test_a_refused_painting_in_a_batch_writes_nothing(ds, tmp_path):
+    from napari_emosem.data import PaintingUpdate
+
+    ds.write_painting(rgb(seed=0), "a.png", [Stimulus("awe", explanations=["a"])])
+    ds.write_painting(rgb(seed=1), "b.png", [])
+    before = (ds.root / "annotations.json").read_bytes()
+    with pytest.raises(DatasetError, match="images/b.png already holds a different image"):
+        ds.write_paintings([
+            PaintingUpdate(rgb(seed=5), "a.png", [], replace=True),  # allowed on its own
+            PaintingUpdate(rgb(seed=6), "b.png", []),  # refused: so is the whole write
+        ])
+    assert np.array_equal(ds.image("a.png"), rgb(seed=0))
+    assert (ds.root / "annotations.json").read_bytes() == before
+    small = tmp_path / "small.png"
+    Image.fromarray(rgb(8, 8)).save(small)
+    with pytest.raises(DatasetError, match="too small"):
+        ds.write_painting(small)

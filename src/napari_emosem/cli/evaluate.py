@@ -96,9 +96,10 @@ def run(args) -> int:
             predictor, truth, emotions=emotions, explain=explain, progress=progress
         )
     report = evaluate_report(truth, predictions, emotions=emotions, explanations=explain)
+    if args.json:  # before printing, so that a closed pipe (| head) cannot lose the results
+        atomic_write_json(args.json, report.metrics)
     print(format_table(report))
     if args.json:
-        atomic_write_json(args.json, report.metrics)
         print(f"wrote {args.json}")
     return 0
 

@@ -33,7 +33,7 @@ from .. import __version__
 from .._io import atomic_open, check_writable_dir
 from ..emotions import EMOTIONS, POSITIVE, SOMETHING_ELSE, parse_emotions
 from ..errors import DatasetError, EmoSEMError
-from ..image_io import IMAGE_SUFFIXES, image_digest, load_image, to_rgb_uint8
+from ..image_io import IMAGE_SUFFIXES, MAX_PIXELS, MIN_SIDE, image_digest, load_image, to_rgb_uint8
 from . import store
 from .records import ANNOTATION_FIELDS, METADATA_KEYS, Painting, Stimulus, now_iso
 from .rle import RLE, empty_rle, encode_mask, rle_bbox
@@ -80,6 +80,30 @@ class _Prepared:
     records: list[tuple[Stimulus, RLE | None]]
     metadata: dict[str, Any] | None
     replace: bool
+
+
+class _Transaction:
+    """What one locked write needs besides the document: lookups kept current as paintings are
+    applied (so a batch of n paintings costs O(n), not O(n × dataset))."""
+
+    def __init__(self, doc: Document):
+        self.doc = doc
+        self.by_name = doc.by_file_name()
+        self.next_image_id = max(doc.paintings, default=0) + 1
+        self.next_record_id = max((r.id for rs in doc.records.values() for r in rs), default=0) + 1
+        #: image files replaced under a new name, removed once the JSON no longer names them
+        self.obsolete: list[Path] = []
+        #: image names the paintings of this write will be stored under
+        self.planned: set[str] = set()
+
+
+@dataclass
+class _Plan:
+    item: _Prepared
+    existing: Painting | None
+    stored_name: str
+    write_image: bool
+    obsolete: Path | None
 
 
 @dataclass
@@ -391,10 +415,11 @@ class StimulusDataset:
             check_writable_dir(self.images_dir)
             doc = self._document_under_lock()
             new_doc = _shallow_copy(doc)
-            obsolete: list[Path] = []
-            written = [self._apply(new_doc, item, obsolete) for item in prepared]
+            tx = _Transaction(new_doc)
+            plans = [self._plan(tx, item) for item in prepared]  # may refuse: nothing written yet
+            written = [self._apply(tx, plan) for plan in plans]
             self._write_document(new_doc)
-            for path in obsolete:  # replaced files, unlinked only once the JSON no longer names them
+            for path in tx.obsolete:  # replaced files, unlinked only once the JSON no longer names them
                 path.unlink(missing_ok=True)
         return [_copy_painting(p) for p in written]
 
@@ -459,6 +484,8 @@ class StimulusDataset:
             if isinstance(size, str):
                 raise DatasetError(f"{source} {size}")
             width, height = size
+            if min(width, height) < MIN_SIDE or width * height > MAX_PIXELS:
+                load_image(source)  # raises the ImageError that explains the size limit
         else:
             if file_name is None:
                 raise DatasetError("give a file_name for a painting passed as an array")
@@ -522,37 +549,42 @@ class StimulusDataset:
             update.metadata, update.replace,
         )
 
-    # -- applying (under the lock) --
-    def _apply(self, doc: Document, item: _Prepared, obsolete: list[Path]) -> Painting:
-        by_name = doc.by_file_name()
-        existing = by_name.get(item.file_name)
+    # -- under the lock: first plan every painting (all checks, nothing written), then apply --
+    def _plan(self, tx: _Transaction, item: _Prepared) -> _Plan:
+        existing = tx.by_name.get(item.file_name)
         if existing is None and item.alt_file_name is not None:
-            existing = by_name.get(item.alt_file_name)
-        if existing is not None:
-            stored_name = existing.file_name
-        else:
-            stored_name = item.alt_file_name or item.file_name
+            existing = tx.by_name.get(item.alt_file_name)
+        stored_name = existing.file_name if existing is not None else item.alt_file_name or item.file_name
         target = self.images_dir / stored_name
+        write_image, obsolete = True, None
         if target.exists():
-            if not self._same_image(target, item):
-                if not item.replace:
-                    raise DatasetError(
-                        f"images/{stored_name} already holds a different image; pass "
-                        "replace=True to overwrite it (its records are replaced too), or choose "
-                        "another file name"
-                    )
-                if item.png is not None and item.alt_file_name and stored_name != item.alt_file_name:
-                    # new pixels from an array are stored as PNG: never PNG bytes under ".jpg"
-                    obsolete.append(target)
-                    stored_name = item.alt_file_name
-                    target = self.images_dir / stored_name
-                self._store_image(target, item)
-        else:
-            self._store_image(target, item)
+            if self._same_image(target, item):
+                write_image = False
+            elif not item.replace:
+                raise DatasetError(
+                    f"images/{stored_name} already holds a different image; pass replace=True "
+                    "to overwrite it (its records are replaced too), or choose another file name"
+                )
+            elif item.png is not None and item.alt_file_name and stored_name != item.alt_file_name:
+                # new pixels from an array are stored as PNG: never PNG bytes under ".jpg"
+                obsolete, stored_name = target, item.alt_file_name
+        if stored_name in tx.planned:
+            raise DatasetError(f"two paintings of one write would both be stored as images/{stored_name}")
+        tx.planned.add(stored_name)
+        return _Plan(item, existing, stored_name, write_image, obsolete)
+
+    def _apply(self, tx: _Transaction, plan: _Plan) -> Painting:
+        doc, by_name = tx.doc, tx.by_name
+        item, existing, stored_name = plan.item, plan.existing, plan.stored_name
+        if plan.write_image:
+            self._store_image(self.images_dir / stored_name, item)
+        if plan.obsolete is not None:
+            tx.obsolete.append(plan.obsolete)
 
         now = now_iso()
         if existing is None:
-            image_id = max(doc.paintings, default=0) + 1
+            image_id = tx.next_image_id
+            tx.next_image_id += 1
             metadata: dict[str, Any] = {}
             old_records: dict[str, StoredRecord] = {}
         else:
@@ -568,7 +600,6 @@ class StimulusDataset:
                 metadata[key] = value
         painting = Painting(image_id, stored_name, item.width, item.height, metadata)
 
-        next_id = max((r.id for rs in doc.records.values() for r in rs), default=0) + 1
         new_records = []
         for s, rle in item.records:
             old = old_records.get(s.emotion)
@@ -586,7 +617,8 @@ class StimulusDataset:
                 extra=dict(s.extra),
             )
             if old is None:
-                record_id, next_id = next_id, next_id + 1
+                record_id = tx.next_record_id
+                tx.next_record_id += 1
                 stored.created = stored.created or now
                 stored.modified = stored.modified or now
             else:
@@ -599,6 +631,9 @@ class StimulusDataset:
             new_records.append(StoredRecord(record_id, stored))
         doc.paintings[image_id] = painting
         doc.records[image_id] = new_records
+        if existing is not None and existing.file_name != stored_name:
+            del by_name[existing.file_name]
+        by_name[stored_name] = painting
         return painting
 
     def _same_image(self, target: Path, item: _Prepared) -> bool:
