@@ -234,3 +234,20 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
     code = main(["evaluate", "--data", str(tmp_path), "--predictions", str(tmp_path), "--emotions", "joy"])
     assert code == 2
     assert "unknown emotion 'joy'" in capsys.readouterr().err
+
+
+def test_cli_with_the_real_starter_model(tmp_path, monkeypatch, capsys):
+    pytest.importorskip("napari_emosem.loading")
+    toy = pytest.importorskip("napari_emosem.toy")
+    monkeypatch.setenv("EMOSEM_CACHE_DIR", str(tmp_path / "cache"))  # no SAM weights: regions only
+    gt = StimulusDataset.open(tmp_path / "toy", create=True)
+    for i, painting in enumerate(toy.toy_paintings(2, seed=3)):
+        gt.write_painting(painting.image, f"toy{i}.png",
+                          [Stimulus(e, painting.masks[e], [painting.explanations[e]]) for e in painting.emotions])  # fmt: skip
+    out = tmp_path / "starter.json"
+    code = main(["evaluate", "--data", str(gt.root), "--model", "starter", "--device", "cpu",
+                 "--json", str(out), "--no-explanations"])  # fmt: skip
+    assert code == 0, capsys.readouterr().err
+    seg = json.loads(out.read_text())["segmentation"]
+    assert seg["pairs"] == len(gt.pairs(with_masks_only=True))
+    assert 0.0 <= seg["miou"] <= 1.0
