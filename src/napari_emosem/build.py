@@ -34,13 +34,14 @@ def build_emosem(config: EmoSEMConfig, *, sam_checkpoint: str | os.PathLike | No
     """
     from .modeling import EmoSEM
 
-    model = EmoSEM(config)
     spec = sam_checkpoint if sam_checkpoint is not None else config.encoder.weights
-    sha = None
+    path = sha = None
     if spec is not None:
         from . import weights
 
-        path, sha = weights.resolve(spec)
+        path, sha = weights.resolve(spec)  # first: a missing download should fail fast
+    model = EmoSEM(config)
+    if path is not None:
         load_sam_weights(model, path, config)
         encoder = weights.registry_name_for_hash(sha) or config.encoder.kind
     else:

@@ -122,9 +122,17 @@ def _swap_into_place(tmp: Path, folder: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def read_checkpoint(folder: str | os.PathLike) -> CheckpointInfo:
-    """Read a checkpoint's metadata (cheap: no weights)."""
+def resolve_checkpoint_dir(folder: str | os.PathLike) -> Path:
+    """A checkpoint folder, or a training run folder (its ``best/`` checkpoint)."""
     folder = Path(folder).expanduser()
+    if not is_checkpoint(folder) and is_checkpoint(folder / "best"):
+        return folder / "best"
+    return folder
+
+
+def read_checkpoint(folder: str | os.PathLike) -> CheckpointInfo:
+    """Read a checkpoint's metadata (cheap: no weights). A training run folder means its best."""
+    folder = resolve_checkpoint_dir(folder)
     if not folder.exists():
         raise CheckpointError(f"{folder}: no such checkpoint folder")
     missing = [f for f in (CONFIG_FILE, WEIGHTS_FILE, METADATA_FILE) if not (folder / f).is_file()]

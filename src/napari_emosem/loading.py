@@ -61,16 +61,25 @@ def load_predictor(
 
 
 def _starter(sam_checkpoint, device) -> Predictor:
+    """The cold start. SAM's automatic masks need a checkpoint that is already here (the cold
+    start never downloads) and a GPU, unless a checkpoint is given explicitly: on a CPU SAM's
+    ~14 s encode plus hundreds of point prompts would break the starter's 2-second promise."""
     from .starter import StarterPredictor
 
     if sam_checkpoint is None:
-        # Use SAM's automatic masks only if a checkpoint is already here: the cold start never downloads
+        if device == "cpu":
+            return StarterPredictor()
+        from .devices import resolve_device
         from .weights import cached_path
 
-        sam_checkpoint = cached_path("vit_b")
-    kwargs = {}
-    if sam_checkpoint is not None:
-        from .devices import resolve_device
+        device = resolve_device(device)
+        cached = cached_path("vit_b")
+        if device != "cuda" or cached is None:
+            return StarterPredictor()
+        return StarterPredictor(sam_checkpoint=cached, sam_model_type="vit_b", device=device)
+    from .devices import resolve_device
+    from .weights import SAM_WEIGHTS, registry_name_for_hash, resolve
 
-        kwargs = dict(sam_checkpoint=Path(sam_checkpoint), device=resolve_device(device))
-    return StarterPredictor(**kwargs)
+    path, sha = resolve(sam_checkpoint)
+    kind = registry_name_for_hash(sha) or (sam_checkpoint if sam_checkpoint in SAM_WEIGHTS else "vit_b")
+    return StarterPredictor(sam_checkpoint=path, sam_model_type=kind, device=resolve_device(device))

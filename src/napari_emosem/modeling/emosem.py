@@ -238,6 +238,10 @@ class EmoSEM(nn.Module):
             out[row, : len(seq)] = torch.tensor(seq, dtype=torch.long)
         return out
 
+    def forward(self, batch: PairBatch) -> dict[str, torch.Tensor]:
+        """The training loss (``forward`` so that DistributedDataParallel can wrap the model)."""
+        return self.loss(batch)
+
     def loss(self, batch: PairBatch) -> dict[str, torch.Tensor]:
         """Mask BCE + Dice, IoU-head MSE and text cross-entropy on explanation tokens only."""
         weights = self.config.loss

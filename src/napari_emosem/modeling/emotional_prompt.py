@@ -1,9 +1,11 @@
 """The emotional prompt: "generate the mask for the emotion <e>" plus a learnable mask token.
 
 The prompt is embedded with the language model's own word embeddings (so the emotion words mean
-what the LM thinks they mean); a learnable mask token joins it. Every emotion's prompt is padded to
-the same length with a learnable pad vector, so that decoding any subset of emotions in one call
-gives exactly what decoding them one by one gives.
+what the LM thinks they mean); a learnable mask token joins it. The mask token first reads the
+prompt through one attention layer (a learned query, as in a Q-Former): most prompt words are the
+same for every emotion, and this gives the decoder one token that carries what differs.
+Every emotion's prompt is padded to the same length with a learnable pad vector, so that decoding
+any subset of emotions in one call gives exactly what decoding them one by one gives.
 """
 
 from __future__ import annotations
@@ -25,6 +27,9 @@ class EmotionalPrompt(nn.Module):
         self.register_buffer("word_valid", valid, persistent=False)
         self.mask_token = nn.Parameter(torch.randn(1, 1, width) * 0.02)
         self.pad_token = nn.Parameter(torch.zeros(1, 1, width))
+        heads = next(h for h in (8, 4, 2, 1) if width % h == 0)
+        self.norm = nn.LayerNorm(width)  # word embeddings are small (GPT-2: std 0.02)
+        self.read = nn.MultiheadAttention(width, heads, batch_first=True)
 
     @property
     def length(self) -> int:
@@ -42,8 +47,10 @@ class EmotionalPrompt(nn.Module):
         words = word_embeddings(self.token_ids[emotion_ids])
         valid = self.valid[emotion_ids].unsqueeze(-1)
         words = torch.where(valid, words, self.pad_token.to(words.dtype))
-        mask = self.mask_token.to(words.dtype).expand(words.shape[0], -1, -1)
-        return torch.cat([words, mask], dim=1)
+        query = self.mask_token.to(words.dtype).expand(words.shape[0], -1, -1)
+        keys = self.norm(words)
+        read, _ = self.read(query, keys, keys, key_padding_mask=~valid[..., 0], need_weights=False)
+        return torch.cat([words, query + read], dim=1)
 
     def pooled(self, emotion_ids: torch.Tensor, word_embeddings: nn.Embedding) -> torch.Tensor:
         """One vector per emotion (mean of the emotion word's embeddings): what the prefix adapter fuses."""

@@ -1,0 +1,104 @@
+"""``emosem propose``: masks, explanation drafts and overlays for paintings, into a dataset folder."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from ..errors import EmoSEMError
+
+DEFAULT_OUT = "emosem-proposals"
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "propose",
+        help="propose stimulus masks and explanation drafts for paintings",
+        description=(
+            "For each painting, propose one stimulus mask and one explanation draft per emotion and "
+            "write them into a stimulus dataset folder (annotations.json + images/, COCO with RLE "
+            "masks), plus a contact sheet per painting in OUT/overlays/. Re-running updates "
+            "paintings in place. Works offline: the default 'starter' model needs no weights. "
+            "Under `torchrun --nproc_per_node N` each process takes every N-th painting."
+        ),
+    )
+    p.add_argument("images", nargs="+", metavar="IMAGE", help="image files, or folders of images")
+    p.add_argument("--emotions", default="all", help="'all' or a comma list, e.g. fear,awe (default: all)")
+    p.add_argument(
+        "--model",
+        default="starter",
+        help="starter (cold start, default), tiny, vit_b, vit_l, vit_h, or a checkpoint folder",
+    )
+    p.add_argument("--out", default=DEFAULT_OUT, help=f"dataset folder to write (default: ./{DEFAULT_OUT})")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
+    p.add_argument("--sam-checkpoint", default=None, help="local SAM .pth to use instead of the cached/downloaded one")
+    p.add_argument("--lm", default=None, help="language model id or folder to use instead of the model's own")
+    p.add_argument("--beams", type=int, default=1, help="beam width for explanations (1 = greedy)")
+    p.add_argument("--max-tokens", type=int, default=None, help="token limit of an explanation draft")
+    p.add_argument("--no-overlay", action="store_true", help="do not write overlay contact sheets")
+    p.add_argument("--view", action="store_true", help="open the result in napari afterwards (needs a display)")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from .. import parse_emotions
+    from .._io import check_writable_dir
+    from ..propose import expand_inputs, propose_paintings, shard
+
+    emotions = parse_emotions(args.emotions)  # before any work: a typo costs nothing
+    if args.beams < 1:
+        raise EmoSEMError("--beams must be at least 1")
+    out = check_writable_dir(args.out)
+    paths = expand_inputs(args.images)
+    if not paths:
+        raise EmoSEMError(f"no images found in {', '.join(args.images)}")
+    rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+    if world > 1:
+        paths = shard(paths, rank, world)
+    from ..loading import load_predictor
+
+    predictor = load_predictor(
+        args.model,
+        device=args.device,
+        sam_checkpoint=args.sam_checkpoint,
+        language_model=args.lm,
+        num_beams=args.beams,
+        max_new_tokens=args.max_tokens,
+    )
+    print(f"model: {predictor.description}", file=sys.stderr)
+
+    def show(path: Path, proposals, error) -> None:
+        if error is not None:
+            line = error if error.startswith(str(path)) else f"{path}: {error}"
+            print(f"emosem propose: error: {line}", file=sys.stderr)
+            return
+        print(f"{path.name}")
+        for p in proposals:
+            print(f"  {p.emotion:<12} score {p.score:4.2f}  area {100 * p.mask.mean():5.1f}%  {p.explanation}")
+
+    report = propose_paintings(paths, predictor, emotions, out, overlays=not args.no_overlay, on_painting=show)
+    print(
+        f"wrote {len(report.written)} painting(s) × {len(emotions)} emotion(s) to {out}"
+        + (f"; {len(report.failed)} failed" if report.failed else ""),
+        file=sys.stderr,
+    )
+    if args.view and report.written and (rank == 0):
+        _view(out, args)
+    return 2 if report.failed else 0
+
+
+def _view(out: Path, args) -> None:
+    try:
+        from .view import check_display, open_viewer
+    except ImportError:  # the plugin is optional for the core
+        return
+    try:
+        check_display()
+    except EmoSEMError as exc:
+        print(f"emosem propose: not opening napari: {exc}", file=sys.stderr)
+        return
+    import napari
+
+    open_viewer([str(out)], model=args.model, device=args.device, dataset=str(out))
+    napari.run()

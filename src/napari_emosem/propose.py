@@ -1,0 +1,110 @@
+"""Proposing for many paintings into a stimulus dataset (what ``emosem propose`` does).
+
+Each painting is read, proposed for and written on its own: a bad file is reported and skipped,
+and a painting is either written whole (image, masks, drafts in one locked atomic update, then its
+overlay) or not at all. Re-proposing a painting updates it in place.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import EmoSEMError
+from .image_io import IMAGE_SUFFIXES, load_image
+from .predictor import Predictor, Proposal
+
+OVERLAYS = "overlays"
+
+
+@dataclass
+class ProposeReport:
+    written: list[str] = field(default_factory=list)
+    #: (input, one-line reason)
+    failed: list[tuple[str, str]] = field(default_factory=list)
+
+
+def expand_inputs(inputs: Iterable[str | os.PathLike]) -> list[Path]:
+    """Image files as given; folders expand to the images directly inside them (sorted)."""
+    out = []
+    for item in inputs:
+        path = Path(item).expanduser()
+        if path.is_dir():
+            out.extend(sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()))
+        else:
+            out.append(path)
+    return out
+
+
+def shard(items: Sequence, rank: int, world_size: int) -> list:
+    """Every ``world_size``-th item from ``rank``: how torchrun processes split a folder."""
+    return list(items[rank::world_size])
+
+
+def propose_paintings(
+    paths: Sequence[str | os.PathLike],
+    predictor: Predictor,
+    emotions: Sequence[str],
+    out: str | os.PathLike,
+    *,
+    overlays: bool = True,
+    on_painting: Callable[[Path, list[Proposal] | None, str | None], None] | None = None,
+) -> ProposeReport:
+    """Propose ``emotions`` for each painting and write them into the dataset at ``out``."""
+    from .data import StimulusDataset, Stimulus
+
+    dataset = StimulusDataset.open(out, create=True)
+    report = ProposeReport()
+    for path in map(Path, paths):
+        try:
+            image = load_image(path)
+            predictor.set_image(image)
+            proposals = predictor.propose(emotions, explain=True)
+            stimuli = [
+                Stimulus(
+                    emotion=p.emotion,
+                    mask=p.mask,
+                    explanations=[p.explanation] if p.explanation else [],
+                    source=predictor.source,
+                    edited=False,
+                    score=round(float(p.score), 4),
+                )
+                for p in proposals
+            ]
+            # Keep the original file's bytes unless reading changed its geometry (EXIF rotation)
+            source = path if _header_size(path) == image.shape[:2] else image
+            painting = dataset.write_painting(source, path.name, stimuli)
+            if overlays:
+                _write_overlay(dataset.root / OVERLAYS / f"{Path(painting.file_name).stem}.png", image, proposals, predictor)
+        except EmoSEMError as exc:
+            report.failed.append((str(path), str(exc)))
+            if on_painting:
+                on_painting(path, None, str(exc))
+            continue
+        report.written.append(painting.file_name)
+        if on_painting:
+            on_painting(path, proposals, None)
+    return report
+
+
+def _header_size(path: Path) -> tuple[int, int] | None:
+    from PIL import Image
+
+    try:
+        with Image.open(path) as img:
+            return img.height, img.width
+    except OSError:
+        return None
+
+
+def _write_overlay(target: Path, image, proposals, predictor: Predictor) -> None:
+    from PIL import Image
+
+    from ._io import atomic_open
+    from .overlay import render_overlay
+
+    sheet = render_overlay(image, proposals, model=predictor.description)
+    with atomic_open(target) as handle:
+        Image.fromarray(sheet).save(handle, format="PNG")

@@ -1,0 +1,195 @@
+"""EmoSEM checkpoints: safetensors + JSON, exact round trips, refusals for the wrong encoder or LM;
+SAM-format weight files and Hugging Face LM folders loaded the way real ones are."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from napari_emosem.build import build_emosem
+from napari_emosem.checkpoint import (
+    CONFIG_FILE,
+    METADATA_FILE,
+    WEIGHTS_FILE,
+    list_checkpoints,
+    load_checkpoint,
+    read_checkpoint,
+    save_checkpoint,
+)
+from napari_emosem.config import LanguageConfig, get_preset
+from napari_emosem.embedding_cache import EmbeddingCache
+from napari_emosem.errors import CheckpointError, WeightsError
+from napari_emosem.loading import load_predictor
+from napari_emosem.modeling.language_model import byte_level_tokenizer, load_language_model
+
+
+def _perturb(model, seed=3):
+    # move every trainable weight away from its initialisation, as training would
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.requires_grad:
+                p.add_(torch.randn(p.shape, generator=g) * 0.01)
+
+
+def _sam_file(path, seed):
+    """A SAM-format .pth (image_encoder./prompt_encoder./mask_decoder. keys) for the tiny sizes."""
+    config = get_preset("tiny").replace(seed=seed)
+    model, _ = build_emosem(config)
+    state = {}
+    for prefix, module in (
+        ("image_encoder.", model.image_encoder.vit),
+        ("prompt_encoder.", model.mask_decoder.prompt_encoder),
+        ("mask_decoder.", model.mask_decoder.mask_decoder),
+    ):
+        state.update({prefix + k: v for k, v in module.state_dict().items()})
+    torch.save(state, path)
+    return path
+
+
+def _frozen_tiny(sam_path):
+    base = get_preset("tiny")
+    return base.replace(encoder=dataclasses.replace(base.encoder, weights=str(sam_path), frozen=True))
+
+
+def test_save_then_load_gives_identical_outputs(tmp_path, paintings):
+    from napari_emosem.image_io import load_image
+
+    model, identity = build_emosem(get_preset("tiny"))
+    _perturb(model)
+    info = save_checkpoint(model, identity, tmp_path / "ckpt", training={"pairs": 12})
+    assert sorted(p.name for p in info.path.iterdir()) == sorted([CONFIG_FILE, WEIGHTS_FILE, METADATA_FILE])
+    image = load_image(paintings[0])
+    a = load_predictor(info.path, device="cpu", cache=EmbeddingCache(tmp_path / "c1"))
+    from napari_emosem.emosem_predictor import EmoSEMPredictor
+
+    b = EmoSEMPredictor(model, identity, device="cpu", cache=EmbeddingCache(tmp_path / "c2"))
+    for p in (a, b):
+        p.set_image(image)
+    pa = a.propose(["fear", "awe"], with_probability=True)
+    pb = b.propose(["fear", "awe"], with_probability=True)
+    for x, y in zip(pa, pb):
+        np.testing.assert_array_equal(x.probability, y.probability)
+        assert x.explanation == y.explanation and x.score == y.score
+    assert a.name == info.id and not a.cold_start and "v1" in a.description
+
+
+def test_metadata_records_provenance(tmp_path):
+    model, identity = build_emosem(get_preset("tiny"))
+    parent = save_checkpoint(model, identity, tmp_path / "v1")
+    child = save_checkpoint(model, identity, tmp_path / "v2", parent=parent, training={"pairs": 7, "data_hash": "ab"}, metrics={"validation": {"miou": 0.5}})
+    meta = json.loads((child.path / METADATA_FILE).read_text())
+    assert meta["version"] == 2 and meta["parent"]["id"] == parent.id
+    assert meta["base"] == {"encoder": "tiny (random init, seed 0)", "encoder_sha256": None, "language_model": "tiny"}
+    assert meta["emotions"] == list(model.config.emotions)
+    assert meta["training"]["pairs"] == 7 and meta["metrics"]["validation"]["miou"] == 0.5
+    assert meta["created"] and meta["weights_sha256"]
+    assert [c.id for c in list_checkpoints(tmp_path)] == [child.id, parent.id] or {c.id for c in list_checkpoints(tmp_path)} == {child.id, parent.id}
+
+
+def test_checkpoint_holds_only_trainable_parts_when_the_encoder_is_frozen(tmp_path):
+    sam = _sam_file(tmp_path / "sam_tiny.pth", seed=1)
+    model, identity = build_emosem(_frozen_tiny(sam))
+    info = save_checkpoint(model, identity, tmp_path / "ckpt")
+    from safetensors.torch import load_file
+
+    keys = load_file(str(info.path / WEIGHTS_FILE)).keys()
+    assert not any(k.startswith("image_encoder.") for k in keys)
+    assert any(k.startswith("mask_decoder.") for k in keys)
+    assert identity.encoder_sha256 and info.metadata["base"]["encoder_sha256"] == identity.encoder_sha256
+
+
+def test_sam_weights_are_loaded_into_encoder_and_decoder(tmp_path):
+    sam = _sam_file(tmp_path / "sam_tiny.pth", seed=5)
+    source = torch.load(sam, weights_only=True)
+    model, _ = build_emosem(_frozen_tiny(sam))
+    torch.testing.assert_close(model.image_encoder.vit.patch_embed.proj.weight, source["image_encoder.patch_embed.proj.weight"])
+    torch.testing.assert_close(model.mask_decoder.mask_decoder.iou_token.weight, source["mask_decoder.iou_token.weight"])
+
+
+def test_a_checkpoint_refuses_another_encoder(tmp_path):
+    sam1 = _sam_file(tmp_path / "sam_a.pth", seed=1)
+    sam2 = _sam_file(tmp_path / "sam_b.pth", seed=2)
+    model, identity = build_emosem(_frozen_tiny(sam1))
+    info = save_checkpoint(model, identity, tmp_path / "ckpt")
+    load_checkpoint(info.path, sam_checkpoint=sam1)  # the right one loads
+    with pytest.raises(CheckpointError, match="was trained on the .* image encoder"):
+        load_checkpoint(info.path, sam_checkpoint=sam2)
+
+
+def test_sam_weights_of_another_size_are_refused_clearly(tmp_path):
+    sam = _sam_file(tmp_path / "sam_tiny.pth", seed=1)
+    lm = _save_lm(tmp_path / "lm", 32)
+    config = get_preset("vit_b")
+    config = config.replace(language=dataclasses.replace(config.language, model=str(lm)))
+    with pytest.raises(WeightsError, match="does not fit the 'vit_b' model"):
+        build_emosem(config, sam_checkpoint=sam)
+
+
+def _save_lm(folder, width):
+    config = LanguageConfig(model="tiny", n_embd=width, n_layer=1, n_head=2)
+    lm, tok = load_language_model(config)
+    lm.save_pretrained(folder)
+    tok.save_pretrained(folder)
+    return folder
+
+
+def test_language_model_from_a_local_folder(tmp_path):
+    folder = _save_lm(tmp_path / "lm", 32)
+    base = get_preset("tiny")
+    config = base.replace(language=dataclasses.replace(base.language, model=str(folder), train=False))
+    model, identity = build_emosem(config)
+    assert identity.language_model == str(folder)
+    assert model.word_embeddings.embedding_dim == 32
+    assert "language_model" not in model.trainable_modules()
+    emb = torch.randn(1, 64, 16, 16)
+    texts = model.explain(emb, model.emotion_index(["awe"]), torch.rand(1, 64, 64), torch.ones(1, 2), max_new_tokens=4)
+    assert len(texts) == 1
+
+
+def test_a_checkpoint_refuses_another_language_model(tmp_path):
+    model, identity = build_emosem(get_preset("tiny"))
+    info = save_checkpoint(model, identity, tmp_path / "ckpt")
+    other = _save_lm(tmp_path / "lm32", 32)
+    with pytest.raises(CheckpointError, match="was made for the language model tiny"):
+        load_checkpoint(info.path, language_model=str(other))
+
+
+def test_missing_hub_model_offline_says_how_to_get_it():
+    with pytest.raises(WeightsError) as info:
+        load_language_model(LanguageConfig(model="distilgpt2"))
+    message = str(info.value)
+    assert "distilgpt2" in message and "save_pretrained" in message
+
+
+def test_malformed_checkpoint_folders_are_explained(tmp_path):
+    with pytest.raises(CheckpointError, match="no such checkpoint folder"):
+        read_checkpoint(tmp_path / "nope")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(CheckpointError, match="not an EmoSEM checkpoint"):
+        read_checkpoint(tmp_path / "empty")
+    model, identity = build_emosem(get_preset("tiny"))
+    info = save_checkpoint(model, identity, tmp_path / "broken")
+    (info.path / WEIGHTS_FILE).write_bytes(b"not safetensors")
+    with pytest.raises(CheckpointError, match="unreadable weights"):
+        load_checkpoint(info.path)
+    (info.path / CONFIG_FILE).write_text('{"name": "x"}')
+    with pytest.raises(CheckpointError, match="does not describe an EmoSEM model"):
+        load_checkpoint(info.path)
+
+
+def test_unknown_model_spec_is_explained():
+    with pytest.raises(CheckpointError, match="neither a preset"):
+        load_predictor("vit_z", device="cpu")
+
+
+def test_byte_level_tokenizer_needs_no_files_and_round_trips_any_text():
+    tok = byte_level_tokenizer()
+    text = "Le ciel bleu — calme, très doux 🙂"
+    ids = tok(text, add_special_tokens=False).input_ids
+    assert max(ids) < 256 and tok.decode(ids) == text
+    assert tok.eos_token_id == 256 and len(tok) == 257
