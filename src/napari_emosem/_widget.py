@@ -58,7 +58,7 @@ from .annotation import (
 )
 from .emotions import EMOTIONS
 from .errors import EmoSEMError
-from .image_io import image_digest, to_rgb_uint8
+from .image_io import to_rgb_uint8
 
 MODEL_PRESETS = ("starter", "tiny", "vit_b", "vit_l", "vit_h")
 DEVICES = ("auto", "cpu", "cuda", "mps")
@@ -118,6 +118,7 @@ class EmoSEMAnnotator(QWidget):
         self._preload_pending = False
         self._queued_propose = None
         self._updating = False  # True while this widget writes layers/controls itself
+        self._painted: set[str] = set()  # emotions painted since the session last read them
         self._close_guard = None
         self.last_export = None
         self.last_error: str | None = None
@@ -135,6 +136,7 @@ class EmoSEMAnnotator(QWidget):
         self._refine_timer.setInterval(REFINE_DELAY_MS)
         self._refine_timer.timeout.connect(self._refine_from_clicks)
         QTimer.singleShot(0, self.preload)
+        QTimer.singleShot(0, self._guard_close)  # napari docks the widget right after creating it
 
     def preload(self) -> None:
         """Load the chosen model in a worker now (when the annotator opens or the model changes).
@@ -143,7 +145,7 @@ class EmoSEMAnnotator(QWidget):
         """
         if self.synchronous:
             return
-        if self.busy:
+        if self._job is not None and self._job.running:
             self._preload_pending = True
             return
         from ._qt.tasks import load_task
@@ -468,6 +470,8 @@ class EmoSEMAnnotator(QWidget):
         """Annotate the painting in Image ``layer`` (None: no painting)."""
         if layer is self._image_layer and (layer is None or self.session is not None):
             return self.session
+        self._flush_paint()
+        self._guard_close()  # edits may follow: closing should ask about them
         for emotion in list(self._bound):
             self._unbind(emotion)
         self._set_clicks_for(None)
@@ -552,6 +556,10 @@ class EmoSEMAnnotator(QWidget):
             self._refresh_row(emotion)
 
     def _bind(self, emotion: str, layer) -> None:
+        if emotion in self._bound:
+            if self._bound[emotion][0] is layer:
+                return
+            self._unbind(emotion)
         callbacks = [
             (layer.events.paint, functools.partial(self._on_paint, emotion)),
             (layer.events.data, functools.partial(self._on_paint, emotion)),
@@ -607,18 +615,33 @@ class EmoSEMAnnotator(QWidget):
         layer.metadata = {**(layer.metadata or {}), **layer_metadata(session[emotion], painting=session.digest)}
 
     def _on_paint(self, emotion: str, event=None) -> None:
+        # napari emits ``paint`` before it writes the new values into the array, so the mask is
+        # read a moment later (coalescing a burst of strokes), or at once by _flush_paint.
         if self._updating or self.session is None:
             return
-        layer = self.stimulus_layer(emotion)
-        if layer is None:
+        if not self._painted:
+            QTimer.singleShot(0, self._flush_paint)
+        self._painted.add(emotion)
+
+    def _flush_paint(self) -> None:
+        """Store the masks the annotator painted since the last flush into the session."""
+        painted, self._painted = self._painted, set()
+        session = self.session
+        if session is None:
             return
-        try:
-            self.session.set_mask(emotion, np.asarray(layer.data))
-        except EmoSEMError as exc:
-            self._error(str(exc))
-            return
-        self._sync_layer_metadata(emotion)
-        self._refresh_row(emotion)
+        for emotion in sorted(painted):
+            layer = self.stimulus_layer(emotion)
+            if layer is None:
+                continue
+            try:
+                session.set_mask(emotion, np.asarray(layer.data))
+            except EmoSEMError as exc:
+                self._error(str(exc))
+                continue
+            self._sync_layer_metadata(emotion)
+            self._refresh_row(emotion)
+        if painted and self._selected in painted:
+            self._show_text()
 
     # Autosave and restore ---------------------------------------------------------------------
 
@@ -685,6 +708,7 @@ class EmoSEMAnnotator(QWidget):
 
     def autosave_now(self, *, force: bool = False) -> None:
         """Autosave every painting with unexported edits (the timer calls this)."""
+        self._flush_paint()
         for _, session in list(self._sessions.values()):
             try:
                 session.autosave(force=force)
@@ -773,6 +797,7 @@ class EmoSEMAnnotator(QWidget):
 
     def decide(self, status: Status, emotion: str | None = None) -> None:
         """Accept, reject or mark "no stimulus" (pressing the current decision again undoes it)."""
+        self._flush_paint()
         session = self._require_session()
         emotion = emotion or self._selected
         if session is None or emotion is None:
@@ -868,6 +893,8 @@ class EmoSEMAnnotator(QWidget):
     def _start(self, name: str, task, *args, steps: int, context: dict[str, Any]):
         from ._qt.jobs import start_job
 
+        self._guard_close()  # a worker must be stopped before the window goes
+
         self._job_context = dict(context, started=time.perf_counter(), name=name)
         self.progress.setRange(0, max(steps, 0))
         self.progress.setValue(0)
@@ -896,6 +923,7 @@ class EmoSEMAnnotator(QWidget):
         Emotions the annotator edited or decided are kept unless ``replace_protected``; None asks.
         Returns the job (already finished when synchronous), or None if nothing was started.
         """
+        self._flush_paint()
         session = self._require_session()
         if session is None:
             return None
@@ -945,6 +973,7 @@ class EmoSEMAnnotator(QWidget):
 
     def refine(self, emotion: str | None = None):
         """Re-decode ``emotion``'s mask (default: the selected one) with its clicks."""
+        self._flush_paint()
         session = self._require_session()
         emotion = emotion or self._selected
         if session is None or emotion is None:
@@ -978,6 +1007,7 @@ class EmoSEMAnnotator(QWidget):
 
     def draft_explanation(self, emotion: str | None = None):
         """Ask the model for an explanation of ``emotion``'s current mask."""
+        self._flush_paint()
         session = self._require_session()
         emotion = emotion or self._selected
         if session is None or emotion is None or self.busy:
@@ -1129,7 +1159,7 @@ class EmoSEMAnnotator(QWidget):
         self._update_controls()
         if self._preload_pending:
             self._preload_pending = False
-            QTimer.singleShot(0, self.preload)
+            self.preload()  # a queued proposal waits for this load too
         elif self._queued_propose is not None:
             emotions, replace, explain = self._queued_propose
             self._queued_propose = None
@@ -1268,6 +1298,7 @@ class EmoSEMAnnotator(QWidget):
         The folder is remembered (plugin settings); exporting again updates the painting in place,
         another painting is appended. Returns the :class:`~napari_emosem.annotation.ExportResult`.
         """
+        self._flush_paint()
         session = self._require_session()
         if session is None:
             return None
@@ -1297,14 +1328,64 @@ class EmoSEMAnnotator(QWidget):
 
     def showEvent(self, event) -> None:  # noqa: N802 - Qt's name
         super().showEvent(event)
+        self._guard_close()
+
+    def _guard_close(self) -> None:
+        """Watch the main window's close (once this widget is docked in it).
+
+        Called when shown, on the first event-loop turn, and before anything that makes work to
+        protect (a task, a painting), since a script may close the viewer before either of the
+        first two happens.
+        """
         window = self.window()
         if self._close_guard is None and window is not None and window is not self:
             from ._qt.dialogs import CloseGuard
 
-            self._close_guard = CloseGuard(window, self.confirm_close)
+            self._close_guard = CloseGuard(window, self.confirm_close, self, on_close=self.shutdown)
+
+    @property
+    def close_guarded(self) -> bool:
+        """True once closing the main window asks about unexported edits first."""
+        return self._close_guard is not None
+
+    def shutdown(self, timeout_ms: int = 60_000) -> None:
+        """Stop timers and background work before the window closes (unexported work is autosaved).
+
+        A model that is loading or encoding cannot be interrupted mid-step, so this waits for the
+        worker to reach its next step (at most ``timeout_ms``): a worker still running while Qt
+        tears the window down would crash the process.
+        """
+        self._autosave_timer.stop()
+        self._refine_timer.stop()
+        self._queued_propose = None
+        self._preload_pending = False
+        try:
+            self.autosave_now(force=True)
+        except Exception as exc:  # never block closing
+            self.last_error = f"autosave failed: {exc}"
+        job = self._job
+        if job is not None and job.running:
+            job.cancel()
+            if self._job_context.get("masks_shown") is not None:
+                self._job_context["masks_shown"].set()
+        if job is not None and job.worker is not None:
+            from napari.qt.threading import WorkerBase
+
+            try:
+                WorkerBase.await_workers(timeout_ms)
+            except RuntimeError as exc:  # timed out: closing must go on
+                self.last_error = f"a background task did not stop in time: {exc}"
+            # its queued signals will not be delivered any more: let go of this widget
+            for signal in (job.worker.yielded, job.worker.returned, job.worker.errored, job.worker.finished):
+                try:
+                    signal.disconnect()
+                except (TypeError, RuntimeError):
+                    pass
+            job.worker = None
 
     def unexported(self) -> list[AnnotationSession]:
         """Sessions with edits that are not in a dataset yet."""
+        self._flush_paint()
         return [s for _, s in self._sessions.values() if s.dirty]
 
     def confirm_close(self) -> bool:
@@ -1393,4 +1474,4 @@ def _safe_name(name: str) -> str:
     return keep.strip("-.") or "painting"
 
 
-__all__ = ["EmoSEMAnnotator", "image_digest"]
+__all__ = ["EmoSEMAnnotator"]

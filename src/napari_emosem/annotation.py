@@ -38,7 +38,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -70,7 +70,7 @@ EMOTION_COLORS: dict[str, str] = {
 }
 
 
-class Status(str, Enum):
+class Status(StrEnum):
     """What the annotator decided about one emotion's annotation."""
 
     PROPOSED = "proposed"
@@ -424,7 +424,11 @@ class AnnotationSession:
         return item
 
     def set_clicks(self, emotion: str, points: np.ndarray, labels: np.ndarray) -> None:
-        """Remember the clicks shown for ``emotion`` (they come back when it is selected again)."""
+        """Remember the clicks shown for ``emotion`` (they come back when it is selected again).
+
+        Clicks are view state: they are autosaved with the next change but never make the
+        session "unexported" by themselves.
+        """
         item = self.items.get(normalise_emotion(emotion))
         if item is not None:
             self._store_clicks(item, points, labels)
@@ -774,10 +778,22 @@ def emotion_of_layer(name: str, metadata: dict[str, Any] | None = None) -> str |
     return None
 
 
+def mask_digest(mask: np.ndarray) -> str:
+    """A short content hash of a mask: tells whether a layer was painted since it was labelled."""
+    import hashlib
+
+    mask = np.asarray(mask) > 0
+    h = hashlib.blake2b(digest_size=8)
+    h.update(repr(mask.shape).encode())
+    h.update(np.packbits(mask.reshape(-1)).tobytes())
+    return h.hexdigest()
+
+
 def layer_metadata(item: EmotionAnnotation, *, painting: str | None = None) -> dict[str, Any]:
     """What a Labels layer's ``metadata`` carries for ``item`` (``painting``: the image digest)."""
     state = item.to_state()
     state["painting"] = painting
+    state["mask_digest"] = mask_digest(item.mask)
     return {METADATA_KEY: state}
 
 
@@ -803,7 +819,15 @@ def annotation_from_layer(
         # drawn by hand in napari, without this plugin
         return EmotionAnnotation(emotion=emotion, mask=mask, status=Status.ACCEPTED, created=_now())
     state["emotion"] = emotion
-    return EmotionAnnotation.from_state(state, mask)
+    item = EmotionAnnotation.from_state(state, mask)
+    if state.get("mask_digest") not in (None, mask_digest(mask)):
+        # painted in napari after this metadata was written (e.g. saved without the annotator)
+        if item.from_model:
+            item.mask_edited = True
+        if item.status in (Status.NO_STIMULUS, Status.REJECTED) and mask.any():
+            item.status = Status.PROPOSED if item.from_model else Status.ACCEPTED
+        item.modified = _now()
+    return item
 
 
 def annotation_from_stimulus(stimulus: Any, shape: Sequence[int]) -> EmotionAnnotation | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable, Sequence
 
 from qtpy.QtCore import QEvent, QObject
@@ -29,22 +30,36 @@ def ask(parent: QWidget | None, title: str, text: str, choices: Sequence[str], *
 class CloseGuard(QObject):
     """Event filter on the main window: asks ``confirm()`` before the window closes.
 
-    ``confirm`` returns True to let the window close. Only a visible window asks (a hidden
-    window is being torn down by code, e.g. in tests, where nobody could answer).
+    ``confirm`` (a bound method of ``owner``) returns True to let the window close; ``on_close``
+    then runs before the window goes (to stop background work). The guard
+    belongs to ``owner`` (Qt deletes it, and so uninstalls the filter, with the owner) and holds
+    the window and the method weakly, so it keeps neither the viewer nor the widget alive. Only a
+    visible window asks (a hidden one is being torn down by code, where nobody could answer).
     """
 
-    def __init__(self, window: QWidget, confirm: Callable[[], bool]):
-        super().__init__(window)
-        self._confirm = confirm
-        self._window = window
+    def __init__(
+        self,
+        window: QWidget,
+        confirm: Callable[[], bool],
+        owner: QObject,
+        on_close: Callable[[], None] | None = None,
+    ):
+        super().__init__(owner)
+        self._confirm = weakref.WeakMethod(confirm)
+        self._on_close = weakref.WeakMethod(on_close) if on_close is not None else None
+        self._window = weakref.ref(window)
         window.installEventFilter(self)
 
     def eventFilter(self, obj, event) -> bool:  # noqa: N802 - Qt's name
-        if obj is self._window and event.type() == QEvent.Close and self._window.isVisible():
-            if not self._confirm():
+        window = self._window()
+        if window is None or obj is not window or event.type() != QEvent.Close:
+            return False
+        if window.isVisible():
+            confirm = self._confirm()
+            if confirm is not None and not confirm():
                 event.ignore()
                 return True
+        on_close = self._on_close() if self._on_close is not None else None
+        if on_close is not None:
+            on_close()  # the window closes: let the owner stop its work first
         return False
-
-    def remove(self) -> None:
-        self._window.removeEventFilter(self)

@@ -52,9 +52,11 @@ def open_viewer(
     painting: str | None = None,
     dataset: str | None = None,
     show: bool = True,
+    viewer=None,
 ):
-    """Create the viewer, dock the annotator, load ``paths``; returns ``(viewer, widget)``."""
-    check_display()
+    """Dock the annotator in ``viewer`` (default: a new one) and load ``paths``; returns ``(viewer, widget)``."""
+    if viewer is None:
+        check_display()
     for path in paths:
         if not Path(path).exists():
             raise EmoSEMError(f"{path}: no such file or folder")
@@ -63,7 +65,9 @@ def open_viewer(
     from .._reader import dataset_root, read_dataset
     from ..image_io import load_image
 
-    viewer = napari.Viewer(title="EmoSEM annotator", show=show)
+    own_viewer = viewer is None
+    if own_viewer:
+        viewer = napari.Viewer(title="EmoSEM annotator", show=show)
     try:
         _, widget = viewer.window.add_plugin_dock_widget("napari-emosem", "EmoSEM annotator")
         if model:
@@ -86,7 +90,8 @@ def open_viewer(
                     metadata={"emosem": {"source_path": str(Path(path).resolve())}},
                 )
     except BaseException:
-        viewer.close()
+        if own_viewer:
+            viewer.close()
         raise
     return viewer, widget
 

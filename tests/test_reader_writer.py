@@ -1,0 +1,171 @@
+"""The napari reader and writer: a stimulus dataset <-> an Image layer plus "<emotion> stimulus" layers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from napari_emosem._reader import get_reader, read_dataset
+from napari_emosem._writer import dataset_folder_for, write_dataset
+from napari_emosem.annotation import METADATA_KEY, Status
+from napari_emosem.data import Stimulus, StimulusDataset
+from napari_emosem.errors import DatasetError, EmoSEMError
+from napari_emosem.image_io import load_image
+
+PAINTINGS = Path(__file__).resolve().parents[1].parent / "shared" / "paintings"
+BOY = PAINTINGS / "boy-in-a-red-vest-1888.jpg"
+MADAME = PAINTINGS / "madame-cezanne-in-blue-1890.jpg"
+
+
+@pytest.fixture(autouse=True)
+def _user_dirs(tmp_path, monkeypatch):
+    monkeypatch.setenv("EMOSEM_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("EMOSEM_CACHE_DIR", str(tmp_path / "cache"))
+
+
+def box(shape, r0, r1, c0, c1):
+    mask = np.zeros(shape, bool)
+    mask[r0:r1, c0:c1] = True
+    return mask
+
+
+@pytest.fixture
+def dataset(tmp_path):
+    """Two real paintings; the boy annotated last."""
+    root = tmp_path / "dataset"
+    ds = StimulusDataset.open(root, create=True)
+    shape = load_image(MADAME).shape[:2]
+    ds.write_painting(
+        MADAME,
+        MADAME.name,
+        [Stimulus("sadness", box(shape, 100, 300, 50, 250), ["the blue dress is heavy"], modified="2024-01-01T00:00:00+00:00")],
+    )
+    shape = load_image(BOY).shape[:2]
+    ds.write_painting(
+        BOY,
+        BOY.name,
+        [
+            Stimulus("contentment", box(shape, 50, 200, 100, 300), ["a calm, resting pose"], source="model:starter", score=0.7, modified="2025-06-01T00:00:00+00:00"),
+            Stimulus("excitement", box(shape, 300, 450, 150, 350), ["the red vest glows", "so red"], edited=True, source="model:starter", annotator="ann"),
+            Stimulus("fear", np.zeros(shape, bool), [], no_stimulus=True),
+            Stimulus("something else", None, ["reminds me of school"]),
+        ],
+        metadata={"artist": "paul-cezanne", "title": "boy in a red vest"},
+    )
+    return root
+
+
+def test_get_reader_claims_datasets_only(dataset, tmp_path):
+    assert get_reader(str(BOY)) is None
+    assert get_reader(str(tmp_path)) is None  # a folder without annotations.json
+    assert callable(get_reader(str(dataset)))
+    assert callable(get_reader(str(dataset / "annotations.json")))
+    assert callable(get_reader([str(dataset)]))
+    assert get_reader([str(dataset), str(dataset)]) is None
+
+
+def test_read_dataset_gives_the_latest_painting_with_its_layers(dataset):
+    layers = get_reader(str(dataset / "annotations.json"))(str(dataset / "annotations.json"))
+    (image, image_meta, kind), *labels = layers
+    assert kind == "image" and image_meta["name"] == "boy-in-a-red-vest-1888" and image_meta["rgb"]
+    assert np.array_equal(image, load_image(BOY))
+    emosem = image_meta["metadata"][METADATA_KEY]
+    assert emosem["file_name"] == BOY.name and Path(emosem["dataset"]) == dataset
+    assert emosem["metadata"]["artist"] == "paul-cezanne"
+    assert [r["emotion"] for r in emosem["passthrough"]] == ["something else"]
+
+    by_name = {meta["name"]: (data, meta) for data, meta, kind in labels if kind == "labels"}
+    assert set(by_name) == {"contentment stimulus", "excitement stimulus", "fear stimulus"}
+    data, meta = by_name["excitement stimulus"]
+    state = meta["metadata"][METADATA_KEY]
+    assert data.dtype == np.uint8 and data.shape == image.shape[:2]
+    assert np.array_equal(data > 0, box(data.shape, 300, 450, 150, 350))
+    assert state["explanation"] == "the red vest glows" and state["more_explanations"] == ["so red"]
+    assert state["source"] == "model:starter" and state["mask_edited"] and state["status"] == Status.ACCEPTED.value
+    contentment = by_name["contentment stimulus"][1]["metadata"][METADATA_KEY]
+    assert contentment["status"] == Status.PROPOSED.value and contentment["score"] == pytest.approx(0.7)
+    fear_data, fear_meta = by_name["fear stimulus"]
+    assert not fear_data.any() and fear_meta["metadata"][METADATA_KEY]["status"] == Status.NO_STIMULUS.value
+
+
+def test_read_a_chosen_painting_and_clear_errors(dataset, tmp_path):
+    layers = read_dataset(dataset, MADAME.name)
+    assert layers[0][1]["name"] == "madame-cezanne-in-blue-1890"
+    assert [m["name"] for _, m, k in layers if k == "labels"] == ["sadness stimulus"]
+    with pytest.raises(DatasetError, match="no painting 'nope.jpg'"):
+        read_dataset(dataset, "nope.jpg")
+    empty = tmp_path / "empty"
+    ds = StimulusDataset.open(empty, create=True)
+    ds.write_painting(MADAME, MADAME.name, [])
+    ds.remove_painting(MADAME.name)
+    with pytest.raises(DatasetError, match="holds no paintings"):
+        read_dataset(empty)
+
+
+def test_writer_round_trip(dataset, tmp_path):
+    layers = read_dataset(dataset)
+    # the annotator paints more of the excitement stimulus, as napari's brush would
+    changed = []
+    for data, meta, kind in layers:
+        if meta.get("name") == "excitement stimulus":
+            data = data.copy()
+            data[0:10, 0:10] = 1
+        changed.append((data, meta, kind))
+    changed.append((np.zeros((0, 2)), {"name": "EmoSEM clicks"}, "points"))  # ignored
+    out = tmp_path / "copy"
+    written = write_dataset(str(out / "annotations.json"), changed)
+    assert written == [str(out / "annotations.json")]
+    ds = StimulusDataset.open(out)
+    (p,) = ds.paintings
+    assert p.file_name == BOY.name and p.metadata["artist"] == "paul-cezanne"
+    assert (out / "images" / BOY.name).read_bytes() == BOY.read_bytes()  # copied as is
+    records = {s.emotion: s for s in ds.stimuli(p)}
+    assert set(records) == {"contentment", "excitement", "fear", "something else"}
+    assert records["excitement"].mask[0:10, 0:10].all()
+    assert records["excitement"].explanations == ["the red vest glows", "so red"]
+    assert records["fear"].no_stimulus
+    assert records["something else"].explanations == ["reminds me of school"]
+    assert records["contentment"].source == "model:starter" and not records["contentment"].edited
+
+
+def test_writer_paths_and_errors(tmp_path):
+    assert dataset_folder_for(tmp_path / "d" / "annotations.json") == tmp_path / "d"
+    assert dataset_folder_for(tmp_path / "stimuli.json") == tmp_path / "stimuli"
+    rgb = load_image(BOY)
+    mask = box(rgb.shape[:2], 0, 50, 0, 50).astype(np.uint8)
+    written = write_dataset(
+        str(tmp_path / "stimuli.json"),
+        [(rgb, {"name": "boy", "metadata": {}}, "image"), (mask, {"name": "anger stimulus", "metadata": {}}, "labels")],
+    )
+    assert written == [str(tmp_path / "stimuli" / "annotations.json")]
+    record = StimulusDataset.open(tmp_path / "stimuli").stimulus("boy.png", "anger")
+    assert record.source == "human" and np.array_equal(record.mask, mask > 0)
+    with pytest.raises(EmoSEMError, match="exactly one painting"):
+        write_dataset(str(tmp_path / "x.json"), [(rgb, {"name": "a"}, "image"), (rgb, {"name": "b"}, "image")])
+    with pytest.raises(EmoSEMError, match="painting's size"):
+        write_dataset(
+            str(tmp_path / "x.json"),
+            [(rgb, {"name": "a"}, "image"), (np.zeros((5, 5), np.uint8), {"name": "fear stimulus"}, "labels")],
+        )
+
+
+@pytest.mark.gui
+def test_napari_opens_and_saves_through_the_plugin(make_napari_viewer, dataset, tmp_path):
+    viewer = make_napari_viewer()
+    viewer.open(str(dataset), plugin="napari-emosem")
+    names = [layer.name for layer in viewer.layers]
+    assert names == ["boy-in-a-red-vest-1888", "contentment stimulus", "excitement stimulus", "fear stimulus"]
+    fear = viewer.layers["fear stimulus"]
+    fear.paint((20, 20), 1)  # napari's brush, public API
+    out = tmp_path / "saved" / "annotations.json"
+    viewer.layers.save(str(out), plugin="napari-emosem")
+    record = StimulusDataset.open(out.parent).stimulus(BOY.name, "fear")
+    assert record.mask[20, 20] and not record.no_stimulus  # painted: no longer "no stimulus"
+
+    viewer.layers.clear()
+    viewer.open(str(out), plugin="napari-emosem")
+    assert viewer.layers["fear stimulus"].data[20, 20] == 1
+    meta = viewer.layers["excitement stimulus"].metadata[METADATA_KEY]
+    assert meta["explanation"] == "the red vest glows"

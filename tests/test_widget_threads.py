@@ -1,0 +1,118 @@
+"""The annotator's thread workers: propose, cancel and errors off the GUI thread (xvfb-run)."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+
+from napari_emosem._qt.settings import Settings
+from napari_emosem.emotions import EMOTIONS
+from napari_emosem.starter import StarterPredictor
+from napari_emosem._widget import EmoSEMAnnotator
+from napari_emosem.annotation import METADATA_KEY
+from napari_emosem.image_io import load_image
+
+pytestmark = pytest.mark.gui
+
+PAINTINGS = Path(__file__).resolve().parents[1].parent / "shared" / "paintings"
+BOY = PAINTINGS / "boy-in-a-red-vest-1888.jpg"
+
+
+@pytest.fixture(autouse=True)
+def _user_dirs(tmp_path, monkeypatch):
+    monkeypatch.setenv("EMOSEM_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("EMOSEM_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.delenv("EMOSEM_SYNC_WORKERS", raising=False)
+
+
+@pytest.fixture
+def annotator(make_napari_viewer):
+    def make(*, synchronous=False):
+        viewer = make_napari_viewer()
+        widget = EmoSEMAnnotator(viewer, settings=Settings(backend=False), synchronous=synchronous)
+        viewer.window.add_dock_widget(widget, name="EmoSEM annotator", area="right")
+        return viewer, widget
+
+    return make
+
+
+def add_painting(viewer, path=BOY):
+    return viewer.add_image(
+        load_image(path), name=path.stem, rgb=True, metadata={METADATA_KEY: {"source_path": str(path)}}
+    )
+
+
+class ThreadNotingStarter(StarterPredictor):
+    """The real cold-start model, noting which thread each call runs on."""
+
+    threads: list[str] = []
+
+    def set_image(self, image):
+        self.threads.append(threading.current_thread().name)
+        return super().set_image(image)
+
+    def propose(self, *args, **kwargs):
+        self.threads.append(threading.current_thread().name)
+        return super().propose(*args, **kwargs)
+
+
+def test_threaded_propose_runs_in_a_worker(make_napari_viewer, qtbot):
+    viewer = make_napari_viewer()
+    noted = ThreadNotingStarter()
+    widget = EmoSEMAnnotator(
+        viewer, settings=Settings(backend=False), synchronous=False, predictor_loader=lambda spec, device: noted
+    )
+    viewer.window.add_dock_widget(widget)
+    add_painting(viewer)
+    widget.propose()  # all eight, ticked by default
+    qtbot.waitUntil(lambda: not widget.busy, timeout=120_000)
+    assert widget.last_error is None, widget.last_error
+    assert noted.threads and threading.main_thread().name not in noted.threads
+    session = widget.session
+    assert session.emotions() == EMOTIONS
+    assert all(session[e].explanation for e in session.emotions())
+    assert all(widget.stimulus_layer(e) is not None for e in session.emotions())
+    assert "cold-start" in widget.status_label.text()
+    assert widget.table.item(0, 3).text().startswith("starter")
+
+
+def test_cancel_stops_between_explanations(annotator, qtbot):
+    viewer, widget = annotator(synchronous=False)
+    add_painting(viewer)
+    widget.set_model("starter")
+    qtbot.waitUntil(lambda: not widget.busy, timeout=120_000)  # the model preloads when chosen
+    cancelled = []
+
+    def cancel_after_masks(value):
+        if value >= 3 and not cancelled:  # load, encode, masks: then stop
+            cancelled.append(value)
+            widget.cancel()
+
+    widget.progress.valueChanged.connect(cancel_after_masks)
+    widget.propose()
+    qtbot.waitUntil(lambda: not widget.busy, timeout=120_000)
+    session = widget.session
+    assert cancelled and "cancelled" in widget.status_label.text()
+    assert len(session.emotions()) == 8  # the masks arrived before the cancel and are kept
+    drafted = [e for e in session.emotions() if session[e].explanation]
+    assert len(drafted) < 8
+
+
+@pytest.mark.parametrize("synchronous", [True, False])
+def test_a_bad_checkpoint_is_one_clear_message(annotator, qtbot, tmp_path, synchronous):
+    viewer, widget = annotator(synchronous=synchronous)
+    add_painting(viewer)
+    (tmp_path / "not-a-checkpoint").mkdir()
+    widget.set_model(str(tmp_path / "not-a-checkpoint"))
+    qtbot.waitUntil(lambda: not widget.busy, timeout=60_000)
+    widget.propose(["fear"])
+    qtbot.waitUntil(lambda: not widget.busy, timeout=60_000)
+    assert "is not an EmoSEM checkpoint" in widget.status_label.text()
+    assert widget.session.emotions() == ()
+    widget.set_model(str(tmp_path / "missing"))
+    qtbot.waitUntil(lambda: not widget.busy, timeout=60_000)
+    widget.propose(["fear"])
+    qtbot.waitUntil(lambda: not widget.busy, timeout=60_000)
+    assert "neither a preset" in widget.status_label.text()
