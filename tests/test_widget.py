@@ -271,37 +271,6 @@ def test_closing_with_unexported_edits_asks_first(annotator, qtbot, tmp_path):
     assert not widget.unexported() and (tmp_path / "out" / "annotations.json").exists()
 
 
-@pytest.mark.parametrize("kind", ["rgba", "gray", "uint16"])
-def test_other_image_kinds(annotator, kind):
-    viewer, widget = annotator()
-    rgb = load_image(BOY)
-    if kind == "rgba":
-        data = np.concatenate([rgb, np.full(rgb.shape[:2] + (1,), 255, np.uint8)], axis=-1)
-        viewer.add_image(data, rgb=True, name=kind)
-    elif kind == "gray":
-        viewer.add_image(rgb.mean(-1).astype(np.uint8), name=kind)
-    else:
-        viewer.add_image(rgb[..., 0].astype(np.uint16) * 257, name=kind)
-    widget.set_model("starter")
-    widget.propose(["fear"])
-    assert widget.last_error is None, widget.last_error
-    assert widget.session.image.shape == rgb.shape and widget.session.image.dtype == np.uint8
-    assert widget.stimulus_layer("fear").data.shape == rgb.shape[:2]
-
-
-def test_a_large_painting_gets_full_resolution_masks(annotator):
-    viewer, widget = annotator()
-    from skimage.transform import resize
-
-    big = (resize(load_image(BOY), (3000, 2350), order=1, preserve_range=True)).astype(np.uint8)
-    viewer.add_image(big, rgb=True, name="big")
-    widget.set_model("starter")
-    widget.propose(["sadness"])
-    assert widget.last_error is None, widget.last_error
-    layer = widget.stimulus_layer("sadness")
-    assert layer.data.shape == (3000, 2350) and layer.data.dtype == np.uint8 and layer.data.any()
-
-
 def test_no_painting_is_a_message_not_a_crash(annotator):
     viewer, widget = annotator()
     assert widget.propose(["fear"]) is None
@@ -320,3 +289,26 @@ def test_docked_from_the_plugin_menu(make_napari_viewer, plugin_settings, npe2pm
     assert widget.model_spec == "starter"  # no fine-tuned checkpoint yet
     widget.set_device("cpu")
     assert widget.settings.device == "cpu"
+
+
+def test_fill_erase_and_replacing_layer_data_are_edits(annotator, qtbot):
+    viewer, widget = annotator()
+    add_painting(viewer)
+    widget.set_model("starter")
+    widget.propose(["sadness", "awe"])
+    session = widget.session
+    layer = widget.stimulus_layer("sadness")
+    r, c = np.argwhere(session["sadness"].mask)[0]
+    layer.paint((r, c), 0)  # the eraser is the brush with label 0
+    qtbot.waitUntil(lambda: not session["sadness"].mask[r, c], timeout=5_000)
+    assert session["sadness"].mask_edited and not session["awe"].edited
+
+    awe = widget.stimulus_layer("awe")
+    r, c = outside(session["awe"].mask)
+    awe.fill((r, c), 1)  # the bucket fills the connected background region
+    qtbot.waitUntil(lambda: session["awe"].mask[r, c], timeout=5_000)
+    assert session["awe"].edited and session["awe"].mask.sum() > 1000
+
+    layer.data = np.zeros_like(layer.data)  # a plugin or script replacing the whole array
+    qtbot.waitUntil(lambda: not session["sadness"].mask.any(), timeout=5_000)
+    assert layer.metadata[METADATA_KEY]["mask_edited"]

@@ -116,3 +116,33 @@ def test_a_bad_checkpoint_is_one_clear_message(annotator, qtbot, tmp_path, synch
     widget.propose(["fear"])
     qtbot.waitUntil(lambda: not widget.busy, timeout=60_000)
     assert "neither a preset" in widget.status_label.text()
+
+
+def test_a_fine_tuned_checkpoint_is_the_default_and_embeddings_are_reused(make_napari_viewer, tmp_path):
+    """With a checkpoint in the user's folder it is the default model; a painting seen before is
+    proposed from the embedding cache (no second encoding), in a fresh widget."""
+    from napari_emosem.build import build_emosem
+    from napari_emosem.checkpoint import save_checkpoint
+    from napari_emosem.config import get_preset
+    from napari_emosem.paths import checkpoints_dir
+
+    model, identity = build_emosem(get_preset("tiny"))
+    info = save_checkpoint(model, identity, checkpoints_dir() / "mine", training={"pairs": 12})
+
+    def open_and_propose():
+        viewer = make_napari_viewer()
+        widget = EmoSEMAnnotator(viewer, settings=Settings(backend=False), synchronous=True)
+        viewer.window.add_dock_widget(widget)
+        add_painting(viewer)
+        assert widget.model_spec == str(info.path)
+        assert "fine-tuned on 12 pairs" in widget.model_combo.currentText()
+        widget.propose(["awe"], explain=False)
+        assert widget.last_error is None, widget.last_error
+        return widget
+
+    first = open_and_propose()
+    assert first.session["awe"].source == f"model:{info.id}"
+    assert "checkpoint" in first.status_label.text()
+    assert not first._holder._predictor.from_cache  # encoded once ...
+    second = open_and_propose()
+    assert second._holder._predictor.from_cache  # ... and read back from the disk cache
