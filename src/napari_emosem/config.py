@@ -69,6 +69,8 @@ class LanguageConfig:
     n_layer: int = 2
     n_head: int = 2
     n_positions: int = 256
+    #: pad the byte vocabulary to this size (benchmarks at GPT-2's real size use 50257)
+    vocab_size: int | None = None
 
 
 @dataclass(frozen=True)

@@ -193,6 +193,7 @@ class EmoSEM(nn.Module):
         max_new_tokens: int | None = None,
         num_beams: int = 1,
         no_repeat_ngram_size: int | None = None,
+        min_new_tokens: int = 0,
     ) -> list[str]:
         """Write one explanation per pair: greedy (num_beams=1) or beam search, with the KV cache."""
         prefix = self.prefix(embeddings, emotion_ids, masks, extent, image_index)
@@ -204,12 +205,13 @@ class EmoSEM(nn.Module):
             # generate() notes that n-gram blocking ignores the prompt: here the prompt is the
             # prefix (embeddings, no tokens), so that is exactly what we want
             warnings.filterwarnings("ignore", message=".*no_repeat_ngram_size.*")
-            out = self._generate(prefix, limit, num_beams, no_repeat_ngram_size)
+            out = self._generate(prefix, limit, num_beams, no_repeat_ngram_size, min_new_tokens)
         return [_clean(t) for t in tok.batch_decode(out, skip_special_tokens=True)]
 
-    def _generate(self, prefix, limit, num_beams, no_repeat_ngram_size):
+    def _generate(self, prefix, limit, num_beams, no_repeat_ngram_size, min_new_tokens):
         tok = self.tokenizer
         return self.language_model.generate(
+            min_new_tokens=min_new_tokens,
             inputs_embeds=prefix,
             attention_mask=torch.ones(prefix.shape[:2], dtype=torch.long, device=prefix.device),
             max_new_tokens=limit,

@@ -61,7 +61,7 @@ def _tiny_lm(config: LanguageConfig, seed: int):
     tokenizer = byte_level_tokenizer()
     eos = tokenizer.eos_token_id
     gpt_config = GPT2Config(
-        vocab_size=len(tokenizer),
+        vocab_size=max(len(tokenizer), config.vocab_size or 0),
         n_embd=config.n_embd,
         n_layer=config.n_layer,
         n_head=config.n_head,

@@ -1,0 +1,39 @@
+# Two entry points for a fresh machine (see README): `make demo` and `make test`.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PAINTING ?= ../shared/paintings/madame-cezanne-in-blue-1890.jpg
+OUT ?= emosem-demo
+
+.PHONY: setup demo test system-deps bench screenshot clean
+
+# One environment for the tool and its tests; torch pinned by constraints.txt.
+$(VENV)/.installed: pyproject.toml constraints.txt
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -c constraints.txt -e '.[dev]'
+	touch $@
+
+setup: $(VENV)/.installed
+
+# Propose for a painting offline (cold-start model), write masks, overlays and drafts into
+# $(OUT)/, then open napari with the annotator when there is a display.
+demo: setup
+	$(VENV)/bin/emosem propose $(PAINTING) --out $(OUT) --view
+
+# Every test, napari's included, under a virtual X server.
+test: setup system-deps
+	xvfb-run -a -s "-screen 0 1600x1000x24" $(PY) -m pytest -q
+
+system-deps:
+	@scripts/install-system-deps
+
+bench: setup
+	$(PY) benchmarks/bench_model.py
+	$(PY) benchmarks/bench_train_cache.py
+	xvfb-run -a $(PY) benchmarks/bench_responsiveness.py
+
+screenshot: setup system-deps
+	xvfb-run -a -s "-screen 0 1600x1000x24" $(PY) scripts/screenshot.py
+
+clean:
+	rm -rf $(VENV) $(OUT) .pytest_cache benchmarks/results
