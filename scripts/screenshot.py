@@ -108,7 +108,10 @@ def main(argv=None) -> int:
 
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    viewer.screenshot(str(out), canvas_only=False, flash=False)
+    from PIL import Image
+
+    pixels = viewer.screenshot(canvas_only=False, flash=False)
+    Image.fromarray(pixels[..., :3]).save(out, optimize=True)
     print(f"wrote {out} ({status})")
     # nothing here is worth keeping: leave without the "unexported annotations" question
     for session in widget.unexported():

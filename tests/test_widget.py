@@ -108,6 +108,7 @@ def test_end_to_end_with_the_tiny_model(annotator, qtbot, tmp_path):
     viewer.open(str(root), plugin="napari-emosem")  # ... and reopen it from the dataset
     reopened = widget.session
     assert reopened is not None and reopened is not session
+    assert not widget.restore_banner.isVisibleTo(widget)  # everything was exported: nothing to restore
     assert np.array_equal(reopened["fear"].mask, masks["fear"])
     assert reopened["fear"].explanation == "The boy's dark, shadowed eyes feel uneasy."
     assert reopened["fear"].edited and reopened["fear"].source == "model:tiny"
@@ -312,3 +313,14 @@ def test_fill_erase_and_replacing_layer_data_are_edits(annotator, qtbot):
     layer.data = np.zeros_like(layer.data)  # a plugin or script replacing the whole array
     qtbot.waitUntil(lambda: not session["sadness"].mask.any(), timeout=5_000)
     assert layer.metadata[METADATA_KEY]["mask_edited"]
+
+
+def test_deleting_a_stimulus_layer_discards_that_emotion(annotator, qtbot):
+    viewer, widget = annotator()
+    add_painting(viewer)
+    widget.set_model("starter")
+    widget.propose(["fear", "awe"])
+    viewer.layers.remove(widget.stimulus_layer("awe"))
+    qtbot.waitUntil(lambda: "awe" not in widget.session, timeout=5_000)
+    assert widget.session.emotions() == ("fear",)
+    assert widget.table.item(1, 1).text() == ""

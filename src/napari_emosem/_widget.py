@@ -413,8 +413,11 @@ class EmoSEMAnnotator(QWidget):
             if bound is layer:
                 self._unbind(emotion)
                 if self.session is not None and not self._updating:
-                    self.session.remove(emotion)
-                    self._refresh_row(emotion)
+                    # deleting a stimulus layer discards that emotion, unless the whole painting
+                    # is being closed (its image goes too): decided once the removals are over
+                    QTimer.singleShot(
+                        0, functools.partial(self._forget_if_open, self._image_layer, self.session, emotion)
+                    )
         if id(layer) in self._sessions:
             _, session = self._sessions.pop(id(layer))
             session.autosave(force=True)  # unexported work stays restorable
@@ -423,6 +426,14 @@ class EmoSEMAnnotator(QWidget):
                 for emotion in list(self._bound):
                     self._unbind(emotion)
         self._refresh_paintings()
+
+    def _forget_if_open(self, image_layer, session: AnnotationSession, emotion: str) -> None:
+        if image_layer in self.viewer.layers and self._sessions.get(id(image_layer), (None, None))[1] is session:
+            if emotion not in self._bound or session is not self.session:
+                session.remove(emotion)
+                if session is self.session:
+                    self._refresh_row(emotion)
+                    self._show_text()
 
     def _on_image_renamed(self, event=None) -> None:
         self._refresh_paintings()
@@ -598,9 +609,15 @@ class EmoSEMAnnotator(QWidget):
                 layer.selected_label = 1  # paint draws the stimulus, erase (0) removes it
                 self._bind(emotion, layer)
             else:
+                # only real changes: each one repaints the canvas (slow with software OpenGL)
                 if not np.array_equal(np.asarray(layer.data) > 0, item.mask):
                     layer.data = mask_to_labels(item.mask)
-                layer.opacity = REJECTED_OPACITY if item.status == Status.REJECTED else OPACITY
+                # rejected proposals are shown faint; otherwise the annotator's own opacity stays
+                rejected = item.status == Status.REJECTED
+                if rejected and not np.isclose(layer.opacity, REJECTED_OPACITY):
+                    layer.opacity = REJECTED_OPACITY
+                elif not rejected and np.isclose(layer.opacity, REJECTED_OPACITY):
+                    layer.opacity = OPACITY
             layer.metadata = {**(layer.metadata or {}), **layer_metadata(item, painting=session.digest)}
             if activate:
                 self.viewer.layers.selection.active = layer
