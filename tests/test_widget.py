@@ -324,3 +324,24 @@ def test_deleting_a_stimulus_layer_discards_that_emotion(annotator, qtbot):
     qtbot.waitUntil(lambda: "awe" not in widget.session, timeout=5_000)
     assert widget.session.emotions() == ("fear",)
     assert widget.table.item(1, 1).text() == ""
+
+
+def test_open_a_painting_from_the_dataset(annotator, tmp_path):
+    viewer, widget = annotator()
+    root = tmp_path / "dataset"
+    for path, emotion in ((BOY, "fear"), (PAINTER, "awe")):
+        layer = add_painting(viewer, path)
+        widget.set_painting(layer)
+        widget.set_model("starter")
+        widget.propose([emotion])
+        widget.set_explanation(f"{emotion} in {path.stem}", emotion)
+        widget.export(root)
+    viewer.layers.clear()
+
+    image = widget.open_from_dataset(BOY.name)
+    assert image.name == BOY.stem and widget.session["fear"].explanation == f"fear in {BOY.stem}"
+    assert widget.session.emotions() == ("fear",) and not widget.session.dirty
+    assert widget.open_from_dataset(PAINTER.name).name == PAINTER.stem
+    assert widget.open_from_dataset(BOY.name) is image  # already open: selected, not opened twice
+    assert widget.session["fear"].explanation == f"fear in {BOY.stem}"
+    assert widget.open_from_dataset("nope.jpg") is None and "no painting 'nope.jpg'" in widget.last_error

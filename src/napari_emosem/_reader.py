@@ -3,8 +3,8 @@
 One painting at a time: the Image layer, then one Labels layer per annotated emotion, named
 "<emotion> stimulus", whose ``metadata["emosem"]`` carries the explanation and provenance (the
 annotator widget shows and edits them). A dataset holds many paintings; the reader opens the one
-annotated most recently (``read_dataset(root, painting=...)`` and ``emosem view --painting``
-choose another).
+annotated most recently (the annotator's Dataset "Open…", ``emosem view --painting`` and
+``read_dataset(root, painting=...)`` choose another).
 """
 
 from __future__ import annotations

@@ -315,8 +315,12 @@ class EmoSEMAnnotator(QWidget):
         self.export_button = QPushButton("Export")
         self.export_button.setToolTip("Write this painting and its annotations into the dataset (again: update)")
         self.export_button.clicked.connect(lambda: self.export())
+        self.open_button = QPushButton("Open…")
+        self.open_button.setToolTip("Open one of the dataset's paintings with its annotations")
+        self.open_button.clicked.connect(lambda: self.open_from_dataset())
         export_layout.addWidget(self.dataset_edit, 1)
         export_layout.addWidget(browse_dataset)
+        export_layout.addWidget(self.open_button)
         export_layout.addWidget(self.export_button)
         layout.addWidget(export_box)
 
@@ -1340,6 +1344,55 @@ class EmoSEMAnnotator(QWidget):
         )
         self._refresh_table()
         return result
+
+    def open_from_dataset(self, painting: str | None = None, folder: str | Path | None = None):
+        """Open ``painting`` (file name; None: ask) of the dataset folder with its annotations.
+
+        A painting already open is selected rather than opened twice. Returns its Image layer.
+        """
+        from ._reader import read_dataset
+        from .data import StimulusDataset
+
+        folder = str(folder or self.dataset_edit.text().strip() or self.settings.dataset_folder or "")
+        if not folder:
+            self._error("choose the dataset folder first")
+            return None
+        try:
+            dataset = StimulusDataset.open(Path(folder).expanduser())
+        except EmoSEMError as exc:
+            self._error(str(exc))
+            return None
+        names = [p.file_name for p in dataset.paintings]
+        if not names:
+            self._error(f"{folder} holds no paintings yet")
+            return None
+        if painting is None:
+            from qtpy.QtWidgets import QInputDialog
+
+            counts = {p.file_name: len(dataset.stimuli(p)) for p in dataset.paintings}
+            labels = [f"{n}  ({counts[n]} annotation{'s' if counts[n] != 1 else ''})" for n in names]
+            choice, ok = QInputDialog.getItem(self, "Open from the dataset", "Painting:", labels, 0, False)
+            if not ok:
+                return None
+            painting = names[labels.index(choice)]
+        for layer in self._image_layers():
+            meta = (layer.metadata or {}).get(METADATA_KEY) or {}
+            if meta.get("file_name") == painting and Path(meta.get("dataset", "")) == dataset.root:
+                self.set_painting(layer)
+                return layer
+        try:
+            layers = read_dataset(dataset.root, painting)
+        except EmoSEMError as exc:
+            self._error(str(exc))
+            return None
+        image_layer = None
+        for data, kwargs, kind in layers:
+            added = getattr(self.viewer, f"add_{kind}")(data, **kwargs)
+            if kind == "image":
+                image_layer = added
+        self.dataset_edit.setText(str(dataset.root))
+        self.set_painting(image_layer)
+        return image_layer
 
     # Closing ----------------------------------------------------------------------------------
 
