@@ -493,6 +493,10 @@ class EmoSEMAnnotator(QWidget):
         self._image_layer = layer
         self._selected = None
         self.restore_banner.hide()
+        if layer is not None and self._clicks_layer is not None:
+            # clicks are in this painting's pixels
+            self._clicks_layer.scale = tuple(layer.scale[-2:])
+            self._clicks_layer.translate = tuple(layer.translate[-2:])
         if layer is not None:
             self._updating = True
             try:
@@ -871,7 +875,7 @@ class EmoSEMAnnotator(QWidget):
         if self._updating:
             return
         spec = self.model_spec
-        self.settings.model = spec if spec != "starter" else ""
+        self.settings.model = spec  # an explicit choice (even "starter") wins over the newest checkpoint
         self._status(f"model: {self.model_combo.currentText()}")
         self.preload()
 
@@ -1505,8 +1509,10 @@ class EmoSEMAnnotator(QWidget):
         if item is not None:
             status = item.status.value
             score = f"{item.score:.2f}" if item.score is not None else ""
-            by = ((item.model or item.source).split(" (")[0] if item.from_model else "you") + (" ✎" if item.edited else "")
-            by = by.replace("model:", "")
+            # short: the model's id ("starter", "tiny", a checkpoint id); the tooltip says more
+            who = item.source.removeprefix("model:") if item.from_model else "you"
+            who = who if len(who) <= 18 else who[:17] + "…"
+            by = who + (" ✎" if item.edited else "")
             tip = (item.model or item.source) + (" — edited by you" if item.edited else "")
         for col, text in ((_COL_STATUS, status), (_COL_SCORE, score), (_COL_BY, by)):
             cell = self.table.item(row, col)
