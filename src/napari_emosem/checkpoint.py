@@ -233,13 +233,15 @@ def _sha256(path: Path) -> str:
 
 
 def list_checkpoints(root: str | os.PathLike | None = None) -> list[CheckpointInfo]:
-    """Checkpoints under ``root`` (default: the user data folder), newest first."""
+    """Checkpoints (or training runs' best checkpoints) under ``root`` (default: the user data
+    folder), newest first."""
     from . import paths
 
     root = Path(root) if root is not None else paths.checkpoints_dir()
     found = []
     if root.is_dir():
         for sub in root.iterdir():
+            sub = resolve_checkpoint_dir(sub)  # a training run holds its checkpoint in best/
             if sub.name.startswith(".") or not is_checkpoint(sub):
                 continue
             try:

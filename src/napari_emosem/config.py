@@ -180,6 +180,10 @@ def tiny_config() -> EmoSEMConfig:
             n_layer=2,
             n_head=2,
         ),
+        # The bare emotion word: with byte tokens the paper's sentence is ~45 tokens that are the
+        # same for every emotion, which slows learning which emotion is meant (measured: held-out
+        # toy mIoU 0.58 → 0.72 after 300 steps)
+        prompt_template="{emotion}",
         prefix_length=4,
         prefix_hidden=128,
     )

@@ -41,17 +41,14 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    import dataclasses
-
     from ..devices import resolve_device
+    from ..finetune import load_base
     from ..training import TrainConfig, Trainer, from_datasets
 
     data = from_datasets(args.data)  # validates the datasets before any model is built
-    model, identity, parent = _base(args)
-    if args.train_lm and not model.config.language.train:
-        config = model.config.replace(language=dataclasses.replace(model.config.language, train=True))
-        model.config = config
-        model.set_trainable()
+    model, identity, parent = load_base(
+        args.base, seed=args.seed, sam_checkpoint=args.sam_checkpoint, language_model=args.lm, train_lm=args.train_lm
+    )
     config = TrainConfig(
         epochs=args.epochs,
         lr=args.lr,
@@ -90,27 +87,6 @@ def run(args) -> int:
 
     distributed.shutdown(trainer.dist)
     return 0
-
-
-def _base(args):
-    from ..build import build_emosem
-    from ..config import PRESETS, get_preset
-
-    if args.base == "starter":
-        raise TrainingError("'starter' has no trainable weights; train from tiny, vit_b, vit_l, vit_h or a checkpoint")
-    if args.base in PRESETS:
-        import dataclasses
-
-        config = get_preset(args.base).replace(seed=args.seed)
-        if args.lm:
-            config = config.replace(language=dataclasses.replace(config.language, model=args.lm))
-        model, identity = build_emosem(config, sam_checkpoint=args.sam_checkpoint)
-        return model, identity, None
-    from ..checkpoint import load_checkpoint
-
-    if not Path(args.base).exists():
-        raise TrainingError(f"--base {args.base!r} is neither a preset ({', '.join(PRESETS)}) nor a checkpoint folder")
-    return load_checkpoint(args.base, sam_checkpoint=args.sam_checkpoint, language_model=args.lm)
 
 
 def _m(metrics: dict) -> str:

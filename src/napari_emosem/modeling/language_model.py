@@ -69,12 +69,18 @@ def _tiny_lm(config: LanguageConfig, seed: int):
         bos_token_id=eos,
         eos_token_id=eos,
         pad_token_id=eos,
-        loss_type="ForCausalLM",
     )
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = GPT2LMHeadModel(gpt_config)
+    _name_loss(model)
     return model, tokenizer
+
+
+def _name_loss(model) -> None:
+    # transformers guesses the loss from the class name and warns on every forward when it cannot
+    if getattr(model, "loss_type", None) is None:
+        model.loss_type = "ForCausalLM"
 
 
 def _pretrained_lm(name: str):
@@ -106,8 +112,7 @@ def _pretrained_lm(name: str):
         raise WeightsError(f"language model {name!r} has no end-of-text token; use a causal LM")
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
-    if getattr(model.config, "loss_type", None) is None:
-        model.config.loss_type = "ForCausalLM"  # silences transformers' "unrecognized loss_type"
+    _name_loss(model)
     return model, tokenizer
 
 

@@ -9,15 +9,33 @@ from ..modeling import PairBatch
 from .features import PaintingFeatures, PairFeatures
 
 
-def epoch_batches(n_items: int, batch_size: int, rng: np.random.Generator, rank: int = 0, world: int = 1) -> list[np.ndarray]:
-    """This process's batches of one epoch: a shuffled order shared by all processes, padded by
-    wrapping around so every process takes the same number of steps (as DistributedSampler)."""
-    order = rng.permutation(n_items)
-    per_step = batch_size * world
-    n_steps = max(1, -(-n_items // per_step))
-    order = np.resize(order, n_steps * per_step)  # wraps around
-    batches = order.reshape(n_steps, world, batch_size)
-    return [batches[s, rank] for s in range(n_steps)]
+def epoch_batches(
+    groups: list[int], batch_size: int, rng: np.random.Generator, rank: int = 0, world: int = 1
+) -> list[list[int]]:
+    """This process's batches of one epoch, as lists of item indices.
+
+    ``groups[i]`` is the painting of item ``i``. A batch takes whole paintings, in a shuffled
+    order, until it holds ``batch_size`` pairs: every emotion of a painting is decoded in the
+    same step, so the decoder learns what tells the emotions of one painting apart (and a
+    trainable encoder runs once per painting, not once per pair). The order is shared by all
+    processes; the batch list wraps around so each process takes the same number of steps
+    (as DistributedSampler does).
+    """
+    by_group: dict[int, list[int]] = {}
+    for index, group in enumerate(groups):
+        by_group.setdefault(group, []).append(index)
+    keys = sorted(by_group)
+    batches, current = [], []
+    for k in rng.permutation(len(keys)):
+        current.extend(by_group[keys[k]])
+        if len(current) >= batch_size:
+            batches.append(current)
+            current = []
+    if current:
+        batches.append(current)
+    n_steps = max(1, -(-len(batches) // world))
+    padded = [batches[i % len(batches)] for i in range(n_steps * world)]
+    return padded[rank::world]
 
 
 def sample_clicks(target: torch.Tensor, extent: tuple[float, float], img_size: int, rng: np.random.Generator, k: int):

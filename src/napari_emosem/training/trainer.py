@@ -42,6 +42,7 @@ class TrainConfig:
     epochs: int = 20
     #: None: 2e-3 when everything learns from scratch (tiny), 1e-4 on a pretrained encoder
     lr: float | None = None
+    #: (painting, emotion) pairs per step and process (whole paintings: may go a little over)
     batch_size: int = 8
     val_fraction: float = 0.15
     seed: int = 0
@@ -151,10 +152,11 @@ class Trainer:
         train = yield from self._prepare(train_paintings, key, "training")
         val = yield from self._prepare(val_paintings, key, "validation")
         items = [(pf, pair) for pf in train for pair in pf.pairs]
+        groups = [g for g, pf in enumerate(train) for _ in pf.pairs]
         lr = cfg.learning_rate(model)
         params = [p for p in model.parameters() if p.requires_grad]
         optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=cfg.weight_decay)
-        steps_per_epoch = len(epoch_batches(len(items), cfg.batch_size, np.random.default_rng(0), self.dist.rank, self.dist.world_size))
+        steps_per_epoch = len(epoch_batches(groups, cfg.batch_size, np.random.default_rng(0), self.dist.rank, self.dist.world_size))
         total_steps = steps_per_epoch * cfg.epochs
         net = model
         if self.dist.enabled:
@@ -175,16 +177,20 @@ class Trainer:
         stopped_early = False
         for epoch in range(info["epoch"] + 1, cfg.epochs + 1):
             torch.manual_seed(cfg.seed * 1_000_003 + epoch)  # dropout; same on every process
-            rng = np.random.default_rng([cfg.seed, epoch])
+            # one stream shared by all processes (batch order, click batches), one per process
+            # (which explanation, where the clicks fall): they must not drift apart
+            shared = np.random.default_rng([cfg.seed, epoch])
+            local = np.random.default_rng([cfg.seed, epoch, self.dist.rank])
             model.train()
             sums: dict[str, float] = {}
-            batches = epoch_batches(len(items), cfg.batch_size, rng, self.dist.rank, self.dist.world_size)
+            batches = epoch_batches(groups, cfg.batch_size, shared, self.dist.rank, self.dist.world_size)
+            click_steps = shared.random(len(batches)) < cfg.click_fraction
             for step, indices in enumerate(batches, 1):
-                clicks = bool(rng.random() < cfg.click_fraction)
+                clicks = bool(click_steps[step - 1])
                 batch = collate(
                     model,
                     [items[i] for i in indices],
-                    rng,
+                    local,
                     embeddings_for=lambda pf: pf.get_embedding(self.cache, key),
                     clicks=clicks,
                 ).to(self.device)
