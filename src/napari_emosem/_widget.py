@@ -36,11 +36,13 @@ from qtpy.QtWidgets import (
     QHeaderView,
     QLabel,
     QLineEdit,
+    QListWidget,
     QPlainTextEdit,
     QProgressBar,
     QPushButton,
     QRadioButton,
     QSizePolicy,
+    QSpinBox,
     QTableWidget,
     QTableWidgetItem,
     QVBoxLayout,
@@ -61,6 +63,10 @@ from .errors import EmoSEMError
 from .image_io import to_rgb_uint8
 
 MODEL_PRESETS = ("starter", "tiny", "vit_b", "vit_l", "vit_h")
+#: presets Fine-tune can start from (starter has no trainable weights); tiny first: it trains on a CPU
+FINETUNE_BASES = ("tiny", "vit_b")
+#: the Fine-tune epochs box's initial value (``TrainConfig``'s default; early stopping ends sooner)
+FINETUNE_EPOCHS = 20
 DEVICES = ("auto", "cpu", "cuda", "mps")
 #: how often the autosave timer looks for unsaved edits (each session saves at most every
 #: ``autosave_seconds``)
@@ -122,6 +128,11 @@ class EmoSEMAnnotator(QWidget):
         self._close_guard = None
         self.last_export = None
         self.last_error: str | None = None
+        #: the last fine-tuning run that finished (:class:`napari_emosem._qt.tasks.Trained`)
+        self.last_finetune = None
+        #: further :class:`~napari_emosem.training.TrainConfig` fields for Fine-tune (batch_size,
+        #: seed, patience, validate_explanations, ...); the Epochs box sets ``epochs``
+        self.train_options: dict[str, Any] = {}
 
         self._build_ui()
         self._connect_viewer()
@@ -323,6 +334,7 @@ class EmoSEMAnnotator(QWidget):
         export_layout.addWidget(self.open_button)
         export_layout.addWidget(self.export_button)
         layout.addWidget(export_box)
+        layout.addWidget(self._build_finetune_box())
 
         self.status_label = QLabel("Open a painting to begin.")
         self.status_label.setWordWrap(True)
@@ -331,7 +343,63 @@ class EmoSEMAnnotator(QWidget):
         layout.addStretch(1)
         self._update_controls()
 
-    def _fill_models(self) -> None:
+    def _build_finetune_box(self) -> QGroupBox:
+        box = QGroupBox("Fine-tune")
+        box.setToolTip(
+            "Train the model on the dataset above (and any others listed here); the new checkpoint "
+            "goes to your user data folder and becomes the model"
+        )
+        grid = QGridLayout(box)
+        self.extra_datasets = QListWidget()
+        self.extra_datasets.setToolTip("Other dataset folders to train on as well")
+        self.extra_datasets.setMaximumHeight(3 * self.extra_datasets.fontMetrics().height() + 8)
+        self.extra_datasets.hide()  # shown once there is one
+        add_dataset = QPushButton("Add dataset…")
+        add_dataset.setToolTip("Also train on another dataset folder")
+        add_dataset.clicked.connect(self._browse_extra_dataset)
+        self.remove_dataset_button = QPushButton("Remove")
+        self.remove_dataset_button.clicked.connect(self._remove_extra_dataset)
+        self.remove_dataset_button.hide()
+        self.base_combo = QComboBox()
+        self.base_combo.setToolTip(
+            "What training starts from: the current model (a checkpoint keeps improving), or a fresh "
+            "preset (tiny trains in minutes on a CPU; vit_b needs SAM's ViT-B weights and a GPU to be quick)"
+        )
+        self.epochs_spin = QSpinBox()
+        self.epochs_spin.setRange(1, 500)
+        self.epochs_spin.setValue(FINETUNE_EPOCHS)
+        self.epochs_spin.setToolTip("At most this many passes over the data (stops early when validation stops improving)")
+        self.finetune_button = QPushButton("Fine-tune")
+        self.finetune_button.setToolTip("Train on the exported annotations in the background")
+        self.finetune_button.clicked.connect(lambda: self.fine_tune())
+        self.finetune_cancel_button = QPushButton("Cancel")
+        self.finetune_cancel_button.setToolTip("Stop after the current step (finished epochs are kept)")
+        self.finetune_cancel_button.clicked.connect(self.cancel)
+        self.finetune_label = QLabel()
+        self.finetune_label.setWordWrap(True)
+        self.finetune_label.setTextInteractionFlags(Qt.TextSelectableByMouse)
+        self.finetune_label.hide()
+        grid.addWidget(self.extra_datasets, 0, 0, 1, 4)
+        grid.addWidget(add_dataset, 1, 0, 1, 2)
+        grid.addWidget(self.remove_dataset_button, 1, 2, 1, 2)
+        grid.addWidget(QLabel("From"), 2, 0)
+        grid.addWidget(self.base_combo, 2, 1, 1, 3)
+        grid.addWidget(QLabel("Epochs"), 3, 0)
+        grid.addWidget(self.epochs_spin, 3, 1)
+        grid.addWidget(self.finetune_button, 3, 2)
+        grid.addWidget(self.finetune_cancel_button, 3, 3)
+        grid.addWidget(self.finetune_label, 4, 0, 1, 4)
+        grid.setColumnStretch(1, 1)
+        self._fill_bases()
+        return box
+
+    def _fill_models(self, select: str | None = None) -> None:
+        """List the presets and the user's checkpoints (newest first) and select a model.
+
+        ``select`` (e.g. the model in use, when the list is refreshed after training) wins;
+        otherwise the remembered choice, else the newest fine-tuned checkpoint, else starter.
+        """
+        from ._qt.checkpoints import choice_label
         from .checkpoint import list_checkpoints
 
         self._updating = True
@@ -341,11 +409,15 @@ class EmoSEMAnnotator(QWidget):
                 checkpoints = list_checkpoints()
             except (OSError, EmoSEMError):
                 checkpoints = []
+            # newest first; "created" has whole seconds, so a later version wins a tie
+            checkpoints.sort(key=lambda c: (c.metadata.get("created", ""), c.version), reverse=True)
             for info in checkpoints:
-                self.model_combo.addItem(f"checkpoint {info.label}", str(info.path))
+                self.model_combo.addItem(choice_label(info), str(info.path))
             for preset in MODEL_PRESETS:
                 self.model_combo.addItem(preset, preset)
-            wanted = (self.settings.model or "").strip()
+            wanted = (select or self.settings.model or "").strip()
+            if wanted and wanted not in MODEL_PRESETS and not Path(wanted).expanduser().exists():
+                wanted = ""  # a remembered checkpoint that was deleted since: fall back
             if wanted:
                 self._select_model(wanted)
             elif checkpoints:
@@ -357,10 +429,33 @@ class EmoSEMAnnotator(QWidget):
 
     def _select_model(self, spec: str) -> None:
         index = self.model_combo.findData(spec)
+        if index < 0 and spec not in MODEL_PRESETS:
+            # the same folder written another way (relative, "~", a run folder for its best/)
+            from .checkpoint import resolve_checkpoint_dir
+
+            target = resolve_checkpoint_dir(spec).resolve()
+            for i in range(self.model_combo.count()):
+                data = self.model_combo.itemData(i)
+                if data not in MODEL_PRESETS and Path(str(data)).expanduser().resolve() == target:
+                    index = i
+                    break
         if index < 0:
             self.model_combo.addItem(spec, spec)
             index = self.model_combo.count() - 1
         self.model_combo.setCurrentIndex(index)
+
+    def _fill_bases(self) -> None:
+        """Offer the current model as the base when it is trainable, then the fresh presets."""
+        spec = self.model_spec
+        self.base_combo.clear()
+        if spec != "starter":
+            text = self.model_combo.currentText()
+            self.base_combo.addItem(f"current model: {text if len(text) <= 40 else text[:39] + '…'}", spec)
+            self.base_combo.setItemData(0, text, Qt.ToolTipRole)
+        for preset in FINETUNE_BASES:
+            if preset != spec:
+                self.base_combo.addItem(f"fresh {preset}", preset)
+        self.base_combo.setCurrentIndex(0)
 
     # Viewer events ----------------------------------------------------------------------------
 
@@ -876,6 +971,7 @@ class EmoSEMAnnotator(QWidget):
             return
         spec = self.model_spec
         self.settings.model = spec  # an explicit choice (even "starter") wins over the newest checkpoint
+        self._fill_bases()
         self._status(f"model: {self.model_combo.currentText()}")
         self.preload()
 
@@ -915,13 +1011,14 @@ class EmoSEMAnnotator(QWidget):
             self._error("open a painting (an Image layer) first")
         return self.session
 
-    def _start(self, name: str, task, *args, steps: int, context: dict[str, Any]):
+    def _start(self, name: str, task, *args, steps: int | None, context: dict[str, Any]):
+        """Run ``task`` as this widget's job; ``steps=None``: the step handler drives the bars."""
         from ._qt.jobs import start_job
 
         self._guard_close()  # a worker must be stopped before the window goes
 
         self._job_context = dict(context, started=time.perf_counter(), name=name)
-        self.progress.setRange(0, max(steps, 0))
+        self.progress.setRange(0, max(steps or 0, 0))
         self.progress.setValue(0)
         self.progress.setFormat(f"{name}: %v/%m")
         self.progress.show()
@@ -1067,6 +1164,9 @@ class EmoSEMAnnotator(QWidget):
 
     def _on_step(self, step) -> None:
         ctx = self._job_context
+        if ctx.get("kind") == "finetune":
+            self._on_train_step(step)
+            return
         self.progress.setValue(min(self.progress.value() + 1, self.progress.maximum()))
         self._status(step.message)
         if step.kind == "loaded":
@@ -1124,18 +1224,21 @@ class EmoSEMAnnotator(QWidget):
             ctx["masks_shown"].set()
 
     def _on_done(self, result) -> None:
-        from ._qt.tasks import Done, Failed
+        from ._qt.tasks import Done, Failed, Trained
 
         ctx = self._job_context
         if isinstance(result, Failed):
             self._error(result.message)
             return
-        if not isinstance(result, Done):
+        if not isinstance(result, (Done, Trained)):
             return
         session = ctx.get("session")
         kind = ctx.get("kind")
         if kind == "load":
             self._status(f"{result.message} (loaded in {result.seconds:.1f} s)")
+            return
+        if kind == "finetune":
+            self._finetuned(result)
             return
         if session is None or session is not self.session:
             return
@@ -1175,7 +1278,9 @@ class EmoSEMAnnotator(QWidget):
     def _on_finish(self, job) -> None:
         ctx = self._job_context
         self.progress.hide()
-        if job.cancelled:
+        if job.cancelled and ctx.get("kind") == "finetune":
+            self._finetune_cancelled(ctx)
+        elif job.cancelled:
             applied = ctx.get("applied", ())
             self._status(
                 f"cancelled; {'kept the masks of ' + ', '.join(applied) if applied else 'nothing was changed'}"
@@ -1398,6 +1503,160 @@ class EmoSEMAnnotator(QWidget):
         self.set_painting(image_layer)
         return image_layer
 
+    # Fine-tune --------------------------------------------------------------------------------
+
+    def _browse_extra_dataset(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Also train on this dataset folder")
+        if folder:
+            self.add_training_dataset(folder)
+
+    def add_training_dataset(self, folder: str | Path) -> None:
+        """Also train on ``folder`` (besides the dataset this annotator exports to)."""
+        folder = str(Path(folder).expanduser())
+        if folder not in self.extra_training_datasets():
+            self.extra_datasets.addItem(folder)
+        self.extra_datasets.setVisible(True)
+        self.remove_dataset_button.setVisible(True)
+
+    def _remove_extra_dataset(self) -> None:
+        for item in self.extra_datasets.selectedItems() or [self.extra_datasets.item(self.extra_datasets.count() - 1)]:
+            if item is not None:
+                self.extra_datasets.takeItem(self.extra_datasets.row(item))
+        empty = self.extra_datasets.count() == 0
+        self.extra_datasets.setVisible(not empty)
+        self.remove_dataset_button.setVisible(not empty)
+
+    def extra_training_datasets(self) -> list[str]:
+        return [self.extra_datasets.item(i).text() for i in range(self.extra_datasets.count())]
+
+    def training_datasets(self) -> list[str]:
+        """The dataset folders Fine-tune trains on: the export folder, then the added ones."""
+        main = self.dataset_edit.text().strip() or self.settings.dataset_folder or ""
+        folders = [str(Path(main).expanduser())] if main else []
+        return folders + [f for f in self.extra_training_datasets() if f not in folders]
+
+    @property
+    def finetune_base(self) -> str:
+        """What the next Fine-tune starts from: a checkpoint folder or a preset."""
+        return str(self.base_combo.currentData() or FINETUNE_BASES[0])
+
+    def fine_tune(self, datasets=None, *, base: str | None = None, epochs: int | None = None):
+        """Train on ``datasets`` (default :meth:`training_datasets`) in a background worker.
+
+        Starts from ``base`` (default: the "From" choice: the current model when it is trainable,
+        else tiny) for at most ``epochs`` (default: the Epochs box). Unexported edits are offered
+        for export first, since training reads the datasets on disk. When it ends, the validation
+        metrics before and after are shown, and the new checkpoint becomes the model (and the
+        default model of the next session). Extra :class:`~napari_emosem.training.TrainConfig`
+        fields can be set in :attr:`train_options`. Returns the job, or None if nothing started.
+        """
+        self._flush_paint()
+        if self.busy:
+            self._status("busy: wait for the running task or cancel it")
+            return None
+        dirty = self.unexported()
+        if dirty:
+            from ._qt.dialogs import ask
+
+            names = ", ".join(s.file_name for s in dirty)
+            choice = ask(
+                self,
+                "Unexported annotations",
+                f"{names} ha{'s' if len(dirty) == 1 else 've'} annotations that are not exported yet; "
+                "training reads the dataset on disk.\nExport them first?",
+                ["Export first", "Train without them", "Cancel"],
+                default="Export first",
+            )
+            if choice == "Cancel" or (choice == "Export first" and not self._export_unexported()):
+                return None
+        folders = [str(f) for f in (datasets if datasets is not None else self.training_datasets())]
+        if not folders:
+            self._error("choose the dataset folder to train on (Dataset, above): export some annotations into it first")
+            return None
+        base = str(base or self.finetune_base)
+        epochs = int(epochs or self.epochs_spin.value())
+        from ._qt.tasks import finetune_task
+
+        self.finetune_label.hide()
+        return self._start(
+            "fine-tune",
+            functools.partial(finetune_task, epochs=epochs, options=dict(self.train_options)),
+            folders,
+            base,
+            self.device_combo.currentText(),
+            steps=None,
+            context=dict(kind="finetune", base=base, datasets=folders, epochs_done=0),
+        )
+
+    def _on_train_step(self, step) -> None:
+        ctx = self._job_context
+        if step.stage == "start":
+            ctx["run_dir"] = step.run_dir
+        elif step.stage == "train":
+            total = step.epochs * step.steps
+            done = (step.epoch - 1) * step.steps + step.step
+            if self.progress.maximum() != total:
+                self.progress.setRange(0, total)
+            self.progress.setValue(done)
+            self.progress.setFormat(f"epoch {step.epoch}/{step.epochs}: %p%")
+            if self._job is not None:
+                self._job.report(done, total, f"EmoSEM: fine-tune, epoch {step.epoch}/{step.epochs}")
+        elif step.stage == "epoch":
+            ctx["epochs_done"] = step.epoch
+        elif step.stage in ("prepare", "validate") and self._job is not None and self._job.bar is not None:
+            doing = "preparing paintings" if step.stage == "prepare" else "validating"
+            self._job.report(self._job.bar.n, self._job.bar.total, f"EmoSEM: fine-tune, {doing}")
+        self._status(step.message)
+
+    def _finetuned(self, result) -> None:
+        """A run ended: show what it changed, and use its checkpoint from now on."""
+        from napari.utils.notifications import show_info
+
+        from ._qt.checkpoints import metrics_line
+
+        info = result.checkpoint
+        self.last_finetune = result
+        self._show_metrics(info, result.before, result.after, title=f"v{info.version}: {result.message}")
+        self._fill_models(select=self.model_spec)
+        self.set_model(str(info.path))  # remembered: the default model from now on (issue 6)
+        self._status(f"fine-tuned in {result.seconds:.0f} s; now using checkpoint {info.label}")
+        show_info(f"EmoSEM fine-tuned, checkpoint v{info.version}: {metrics_line(result.before, result.after)}")
+
+    def _show_metrics(self, info, before: dict, after: dict, *, title: str) -> None:
+        from ._qt.checkpoints import metrics_html, metrics_line
+
+        self.finetune_label.setText(metrics_html(before, after, title=title))
+        self.finetune_label.setToolTip(f"{info.label}\n{info.path}\n{metrics_line(before, after)}")
+        self.finetune_label.show()
+
+    def _finetune_cancelled(self, ctx: dict[str, Any]) -> None:
+        """Keep what a cancelled run finished: its best epoch is listed, the model stays as it was."""
+        from .checkpoint import read_checkpoint
+
+        run_dir = ctx.get("run_dir")
+        info = None
+        if run_dir and ctx.get("epochs_done"):
+            try:
+                info = read_checkpoint(run_dir)
+            except EmoSEMError:
+                info = None
+        if info is None:
+            self._status("fine-tuning cancelled before an epoch ended; nothing was changed")
+            return
+        metrics = info.metadata.get("metrics") or {}
+        self._show_metrics(
+            info,
+            metrics.get("validation_before") or {},
+            metrics.get("validation") or {},
+            title=f"v{info.version} (cancelled after epoch {ctx['epochs_done']}; not in use)",
+        )
+        self._fill_models(select=self.model_spec)
+        self._fill_bases()
+        self._status(
+            f"fine-tuning cancelled after epoch {ctx['epochs_done']}; its best checkpoint {info.label} "
+            "is listed under Model (choose it to use it)"
+        )
+
     # Closing ----------------------------------------------------------------------------------
 
     def showEvent(self, event) -> None:  # noqa: N802 - Qt's name
@@ -1482,15 +1741,20 @@ class EmoSEMAnnotator(QWidget):
         if choice == "Cancel":
             return False
         if choice == "Export and close":
-            current = self._image_layer
-            for layer, session in list(self._sessions.values()):
-                if session.dirty:
-                    self.set_painting(layer)
-                    if self.export() is None:
-                        self.set_painting(current)
-                        return False
-            return True
+            return self._export_unexported()
         self.autosave_now(force=True)
+        return True
+
+    def _export_unexported(self) -> bool:
+        """Export every painting with unexported edits into the dataset folder; False if one failed."""
+        current = self._image_layer
+        for layer, session in list(self._sessions.values()):
+            if session.dirty:
+                self.set_painting(layer)
+                if self.export() is None:
+                    self.set_painting(current)
+                    return False
+        self.set_painting(current)
         return True
 
     # Display ----------------------------------------------------------------------------------
@@ -1530,6 +1794,9 @@ class EmoSEMAnnotator(QWidget):
         self.export_button.setEnabled(has_session)
         self.emotion_box.setEnabled(has_session and self._selected is not None)
         self.draft_button.setEnabled(not busy)
+        self.finetune_button.setEnabled(not busy)
+        self.base_combo.setEnabled(not busy)
+        self.finetune_cancel_button.setEnabled(busy and self._job_context.get("kind") == "finetune")
 
     def _status(self, text: str) -> None:
         self.status_label.setStyleSheet("")

@@ -14,15 +14,16 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ..errors import EmoSEMError
+from ..predictor import Predictor, Proposal
 
 #: the longest the worker waits for the GUI to show the masks before drafting explanations
 MASKS_SHOWN_TIMEOUT_S = 30.0
-from ..predictor import Predictor, Proposal
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,38 @@ class Done:
     seconds: float
     proposals: tuple[Proposal, ...] = ()
     texts: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TrainStep:
+    """Progress of a fine-tuning run: one per preparation, training or validation step."""
+
+    message: str
+    #: "start" (``run_dir`` known), "message", "prepare", "validate", "train", "epoch"
+    stage: str
+    epoch: int = 0
+    epochs: int = 0
+    step: int = 0
+    steps: int = 0
+    #: validation metrics (on "epoch" steps)
+    metrics: dict = field(default_factory=dict)
+    run_dir: str = ""
+
+
+@dataclass(frozen=True)
+class Trained:
+    """What a finished fine-tuning run returns."""
+
+    message: str
+    #: the best checkpoint (:class:`napari_emosem.checkpoint.CheckpointInfo`), None if no epoch ended
+    checkpoint: Any
+    #: validation metrics before training and of the best epoch ({} without validation paintings)
+    before: dict
+    after: dict
+    epochs_run: int
+    stopped_early: bool
+    seconds: float
+    run_dir: str
 
 
 @dataclass(frozen=True)
@@ -272,6 +305,98 @@ def load_task(holder: PredictorHolder, spec: str, device: str) -> Iterator[Step]
         model=predictor.description,
         seconds=time.perf_counter() - start,
     )
+
+
+def finetune_task(
+    datasets: Sequence[str],
+    base: str,
+    device: str,
+    *,
+    epochs: int,
+    options: dict[str, Any] | None = None,
+) -> Iterator[TrainStep]:
+    """Fine-tune ``base`` (a preset or a checkpoint folder) on the dataset folders.
+
+    Wraps :func:`napari_emosem.finetune.fine_tune`: one :class:`TrainStep` per event, so Cancel
+    (``worker.quit``) stops after the current step; finished epochs are already saved. The run
+    goes to the user's checkpoints folder; its path comes first (a "start" step), so that the
+    widget can list a cancelled run's best epoch. ``options`` are further
+    :class:`~napari_emosem.training.TrainConfig` fields. Returns :class:`Trained` or :class:`Failed`.
+    """
+    start = time.perf_counter()
+    try:
+        keep_triton_out()
+        from ..finetune import fine_tune  # imports torch: only ever in the worker
+        from ..training import TrainConfig
+
+        _limit_threads()
+        config = TrainConfig(epochs=int(epochs), **(options or {}))
+        run_dir = _new_run_dir(base)
+        yield TrainStep(f"fine-tuning {Path(base).name} for {config.epochs} epochs", stage="start", run_dir=str(run_dir))
+        result = None
+        for event in fine_tune(list(datasets), base, run_dir=run_dir, config=config, device=device):
+            if event.stage == "done":
+                result = event.metrics["result"]
+                continue
+            yield TrainStep(
+                _describe(event),
+                stage=event.stage,
+                epoch=event.epoch,
+                epochs=event.epochs,
+                step=event.step,
+                steps=event.steps,
+                metrics=dict(event.metrics),
+            )
+    except EmoSEMError as exc:
+        return Failed(str(exc))
+    if result is None or result.checkpoint is None:
+        return Failed(f"fine-tuning ended without a checkpoint (no epoch finished); see {run_dir}")
+    pairs = (result.checkpoint.metadata.get("training") or {}).get("pairs")
+    return Trained(
+        message=f"fine-tuned on {pairs} pairs in {result.epochs_run} epoch{'s' if result.epochs_run != 1 else ''}"
+        + (" (stopped early: no better validation mIoU)" if result.stopped_early else ""),
+        checkpoint=result.checkpoint,
+        before=dict(result.before),
+        after=dict(result.after),
+        epochs_run=result.epochs_run,
+        stopped_early=result.stopped_early,
+        seconds=time.perf_counter() - start,
+        run_dir=str(run_dir),
+    )
+
+
+def _new_run_dir(base: str) -> Path:
+    """A fresh run folder, named as :func:`napari_emosem.finetune.fine_tune` names its own."""
+    from ..checkpoint import is_checkpoint, read_checkpoint, resolve_checkpoint_dir
+    from ..finetune import default_run_dir
+
+    name = base
+    if is_checkpoint(resolve_checkpoint_dir(base)):
+        name = read_checkpoint(base).id
+    run_dir = default_run_dir(name)
+    # two runs started within a second (e.g. a cancelled one and the next) must not share a folder
+    candidate, n = run_dir, 1
+    while candidate.exists():
+        n += 1
+        candidate = run_dir.with_name(f"{run_dir.name}-{n}")
+    return candidate
+
+
+def _describe(event) -> str:
+    if event.stage == "train":
+        loss = event.losses.get("loss")
+        return f"epoch {event.epoch}/{event.epochs}, step {event.step}/{event.steps}" + (
+            f", loss {loss:.3f}" if loss is not None else ""
+        )
+    if event.stage == "validate":
+        when = "before training" if event.epoch == 0 else f"epoch {event.epoch}/{event.epochs}"
+        return f"validating ({when}): painting {event.step}/{event.steps}"
+    if event.stage == "prepare":
+        return f"{event.message or 'preparing paintings'} {event.step}/{event.steps}"
+    if event.stage == "epoch":
+        miou = event.metrics.get("miou")
+        return f"epoch {event.epoch}/{event.epochs} done" + (f": validation mIoU {miou:.3f}" if miou is not None else "")
+    return event.message
 
 
 def run_sync(generator: Iterator[Any], on_yield: Callable[[Any], None]) -> Any:

@@ -1,0 +1,228 @@
+"""The annotator's Fine-tune: train on the exported annotations in a worker, switch to the new
+checkpoint, go back to an earlier one, cancel, and bad data as one message (run under xvfb-run)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from qtpy.QtCore import QTimer
+from qtpy.QtWidgets import QApplication
+
+from napari_emosem._qt.settings import Settings
+from napari_emosem._widget import EmoSEMAnnotator
+from napari_emosem.annotation import AnnotationSession
+from napari_emosem.checkpoint import list_checkpoints
+from napari_emosem.data import StimulusDataset
+from napari_emosem.paths import checkpoints_dir
+from napari_emosem.toy import toy_paintings
+
+pytestmark = pytest.mark.gui
+
+#: few, small epochs; no explanation drafting during validation (it runs the LM and Java)
+FAST = {"validate_explanations": False, "patience": 0}
+
+
+@pytest.fixture(autouse=True)
+def _user_dirs(tmp_path, monkeypatch):
+    monkeypatch.setenv("EMOSEM_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("EMOSEM_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.delenv("EMOSEM_SYNC_WORKERS", raising=False)
+
+
+@pytest.fixture
+def annotator(make_napari_viewer, qtbot):
+    """A viewer with the widget docked, running model work in thread workers (as users get it)."""
+
+    def make(*, synchronous=False, settings=None):
+        viewer = make_napari_viewer()
+        settings = settings if settings is not None else Settings(backend=False)
+        widget = EmoSEMAnnotator(viewer, settings=settings, synchronous=synchronous)
+        viewer.window.add_dock_widget(widget, name="EmoSEM annotator", area="right")
+        widget.set_device("cpu")
+        widget.train_options = dict(FAST)
+        qtbot.waitUntil(lambda: not widget.busy, timeout=60_000)  # the model preloads on open
+        return viewer, widget
+
+    return make
+
+
+def export_toys(root, toys, start=0):
+    """Annotate toy paintings as an annotator would (truth masks and texts, accepted) and export."""
+    for i, toy in enumerate(toys, start):
+        session = AnnotationSession(toy.image, file_name=f"toy-{i}.png", autosave_dir=False)
+        for emotion in toy.emotions:
+            session.set_mask(emotion, toy.masks[emotion])
+            session.set_explanation(emotion, toy.explanations[emotion])
+            session.accept(emotion)
+        session.export(root)
+
+
+def answer_dialog(choice: str) -> None:
+    """Click ``choice`` in the next modal dialog, as the annotator would."""
+
+    def click():
+        box = QApplication.activeModalWidget()
+        if box is None:
+            QTimer.singleShot(20, click)
+            return
+        for button in box.buttons():
+            if button.text() == choice:
+                button.click()
+                return
+        raise AssertionError(f"no button {choice!r} in {[b.text() for b in box.buttons()]}")
+
+    QTimer.singleShot(20, click)
+
+
+def run_to_end(qtbot, widget, start):
+    start()
+    assert widget.busy
+    qtbot.waitUntil(lambda: not widget.busy, timeout=180_000)
+    assert widget.last_error is None, widget.last_error
+
+
+def test_fine_tune_uses_the_new_checkpoint_and_can_go_back(annotator, qtbot, tmp_path):
+    viewer, widget = annotator()
+    root = tmp_path / "dataset"
+    toys = toy_paintings(3, seed=11)
+    export_toys(root, toys[:2])
+    # the third painting is annotated in the widget and not exported yet
+    third = toys[2]
+    viewer.add_image(third.image, name="toy-2", rgb=True)
+    emotion = third.emotions[0]
+    widget.set_explanation(third.explanations[emotion], emotion)
+    widget.stimulus_layer(emotion).data = third.masks[emotion].astype(np.uint8)
+    qtbot.waitUntil(lambda: widget.session[emotion].mask.any(), timeout=5_000)
+    assert widget.session.dirty
+    widget.dataset_edit.setText(str(root))
+    widget.epochs_spin.setValue(2)
+    assert widget.model_spec == "starter" and widget.finetune_base == "tiny"  # starter is not trainable
+
+    answer_dialog("Export first")
+    run_to_end(qtbot, widget, lambda: qtbot.mouseClick(widget.finetune_button, 1))
+    assert not widget.session.dirty  # exported before training
+    pairs = sum(len(StimulusDataset.open(root).stimuli(p)) for p in StimulusDataset.open(root).paintings)
+    (first,) = list_checkpoints()
+    assert first.path.parent.parent == checkpoints_dir()  # the user data folder, a run's best/
+    assert first.version == 1 and first.metadata["training"]["pairs"] == pairs
+    assert widget.model_spec == str(first.path) and widget.settings.model == str(first.path)
+    before = first.metadata["metrics"]["validation_before"]
+    after = first.metadata["metrics"]["validation"]
+    text = widget.finetune_label.text()
+    assert "mIoU" in text and "Acc@0.5" in text and "BLEU-4" not in text  # no text metrics asked for
+    assert f"{before['miou']:.3f}" in text and f"{after['miou']:.3f}" in text
+    assert f"fine-tuned on {pairs} pairs" in widget.status_label.text() or "loaded" in widget.status_label.text()
+    assert widget.last_finetune.checkpoint.id == first.id
+
+    # again, from the checkpoint now in use, one epoch, drafting explanations to score BLEU-4
+    assert widget.finetune_base == str(first.path)
+    widget.train_options["validate_explanations"] = True
+    run_to_end(qtbot, widget, lambda: widget.fine_tune(epochs=1))
+    by_version = {info.version: info for info in list_checkpoints()}
+    assert sorted(by_version) == [1, 2] and by_version[1].id == first.id
+    second = by_version[2]
+    assert second.metadata["parent"]["id"] == first.id
+    assert widget.model_spec == str(second.path)
+    entries = [widget.model_combo.itemText(i) for i in range(widget.model_combo.count())]
+    assert entries[0].startswith(f"checkpoint {second.label}") and entries[1].startswith(f"checkpoint {first.label}")
+    assert "mIoU" in entries[0]
+    bleu = second.metadata["metrics"]["validation"]["bleu_4"]
+    assert bleu is not None and f"{bleu:.3f}" in widget.finetune_label.text()  # Java is installed here
+
+    # one choice in the list goes back to the first checkpoint, and the next proposal uses it
+    widget.model_combo.setCurrentIndex(1)
+    assert widget.model_spec == str(first.path) and widget.settings.model == str(first.path)
+    qtbot.waitUntil(lambda: not widget.busy, timeout=60_000)
+    widget.propose([emotion], replace_protected=True, explain=False)
+    qtbot.waitUntil(lambda: not widget.busy, timeout=60_000)
+    assert widget.last_error is None, widget.last_error
+    assert widget.session[emotion].source == f"model:{first.id}"
+    assert f"checkpoint {first.label}" in widget.status_label.text()
+
+    # the next session (same settings) opens with the model chosen last
+    _, fresh = annotator(settings=widget.settings)
+    assert fresh.model_spec == str(first.path)
+
+
+def test_cancel_after_an_epoch_lists_its_checkpoint_but_keeps_the_model(annotator, qtbot, tmp_path):
+    viewer, widget = annotator()
+    root = tmp_path / "dataset"
+    export_toys(root, toy_paintings(3, seed=12))
+    widget.dataset_edit.setText(str(root))
+    widget.epochs_spin.setValue(100)
+    seen = {}
+
+    def on_step(step):
+        shown(step)
+        if step.stage == "train" and "bar_total" not in seen:
+            seen["bar_total"] = widget._job.bar.total  # napari's progress bar: epochs × steps
+            seen["steps"] = step.epochs * step.steps
+        if step.stage == "epoch" and not seen.get("cancelled"):
+            seen["cancelled"] = True
+            widget.cancel()
+
+    shown, widget._on_step = widget._on_step, on_step  # watch the steps as the widget gets them
+    widget.fine_tune()
+    qtbot.waitUntil(lambda: not widget.busy, timeout=180_000)
+    assert seen.get("cancelled") and seen["bar_total"] == seen["steps"]
+    assert widget.model_spec == "starter" and widget.settings.model in ("", "starter")
+    (info,) = list_checkpoints()  # the finished epoch(s) were saved ...
+    assert 1 <= info.metadata["training"]["epoch"] < 100
+    assert widget.model_combo.findData(str(info.path)) >= 0  # ... and are listed, not used
+    assert "cancelled after epoch" in widget.status_label.text() and "not in use" in widget.finetune_label.text()
+    assert widget.finetune_button.isEnabled() and not widget.finetune_cancel_button.isEnabled()
+
+
+def test_cancel_before_an_epoch_ends_changes_nothing(annotator, qtbot, tmp_path):
+    viewer, widget = annotator()
+    root = tmp_path / "dataset"
+    export_toys(root, toy_paintings(3, seed=13))
+    widget.dataset_edit.setText(str(root))
+    widget.epochs_spin.setValue(100)
+
+    def on_step(step):
+        shown(step)
+        if step.stage == "start":
+            widget.cancel()  # the worker is building the model: it stops at its next step
+
+    shown, widget._on_step = widget._on_step, on_step
+    widget.fine_tune()
+    qtbot.waitUntil(lambda: not widget.busy, timeout=120_000)
+    assert "nothing was changed" in widget.status_label.text()
+    assert list_checkpoints() == [] and widget.model_spec == "starter"
+    assert not widget.finetune_label.isVisibleTo(widget)
+
+
+def test_bad_training_data_is_one_clear_message(annotator, qtbot, tmp_path):
+    viewer, widget = annotator(synchronous=True)
+    widget.dataset_edit.setText("")
+    widget.settings.dataset_folder = ""
+    assert widget.fine_tune() is None
+    assert "choose the dataset folder" in widget.last_error
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    widget.dataset_edit.setText(str(empty))
+    widget.fine_tune()
+    assert not widget.busy and "has no annotations.json" in widget.status_label.text()
+
+    text_only = tmp_path / "text-only"  # explanations, but no stimulus drawn yet
+    toy = toy_paintings(1, seed=14)[0]
+    session = AnnotationSession(toy.image, file_name="toy.png", autosave_dir=False)
+    session.set_explanation("fear", "the purple triangle feels threatening")
+    session.export(text_only)
+    widget.dataset_edit.setText(str(text_only))
+    widget.fine_tune()
+    assert "no (painting, emotion) pair with a stimulus mask" in widget.status_label.text()
+    assert widget.last_error == widget.status_label.text() and list_checkpoints() == []
+
+    only_no_stimulus = tmp_path / "nothing-to-learn"
+    session = AnnotationSession(toy.image, file_name="toy.png", autosave_dir=False)
+    session.mark_no_stimulus("fear")
+    session.export(only_no_stimulus)
+    widget.dataset_edit.setText(str(only_no_stimulus))
+    widget.add_training_dataset(text_only)
+    assert widget.training_datasets() == [str(only_no_stimulus), str(text_only)]
+    widget.fine_tune()
+    assert "only 'no stimulus' records" in widget.last_error
+    assert widget.model_spec == "starter" and list_checkpoints() == []
