@@ -1,7 +1,8 @@
 """Training throughput with cached embeddings against re-encoding every step, in the same run.
 
 ViT-B encoder (frozen, as with SAM's pretrained weights) at 1024 px, SAM's decoder, GPT-2 124M
-(frozen; the prefix adapter learns to talk to it), random weights. Each step trains on a batch of
+(frozen; the prefix adapter learns to talk to it; see bench_model.py for its tokenizer), random
+weights. Each step trains on a batch of
 8 (painting, emotion) pairs from 4 paintings with the project's own collate and loss. "Cached"
 reads the embeddings computed once (what `emosem train` does); "re-encode" runs the encoder on
 the batch's paintings at every step (what training without the cache would cost).
@@ -32,7 +33,7 @@ from napari_emosem.training.examples import TrainingPainting, TrainingPair
 from napari_emosem.training.features import prepare
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bench_model import real_size_config  # noqa: E402
+from bench_model import gpt2_sized_lm, real_size_config  # noqa: E402
 
 
 def paintings(n=4, shape=(1024, 768)):
@@ -63,7 +64,7 @@ def main() -> int:
     sync = torch.cuda.synchronize if cuda else (lambda: None)
     card = torch.cuda.get_device_name(0) if cuda else f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
 
-    model, identity = build_emosem(real_size_config())
+    model, identity = build_emosem(real_size_config(), language_model=gpt2_sized_lm())
     model = model.to(device)
     assert model.config.encoder.frozen and "image_encoder" not in model.trainable_modules()
     key = encoder_key(model, identity)

@@ -26,11 +26,12 @@ class BaseIdentity:
         }
 
 
-def build_emosem(config: EmoSEMConfig, *, sam_checkpoint: str | os.PathLike | None = None):
+def build_emosem(config: EmoSEMConfig, *, sam_checkpoint: str | os.PathLike | None = None, language_model=None):
     """Return ``(model, identity)``.
 
     ``sam_checkpoint`` overrides ``config.encoder.weights`` (e.g. a local copy of the file).
     The image encoder, prompt encoder and mask decoder are initialised from it.
+    ``language_model``: a ready ``(model, tokenizer)`` pair instead of loading ``config.language``.
     """
     from .modeling import EmoSEM
 
@@ -40,7 +41,7 @@ def build_emosem(config: EmoSEMConfig, *, sam_checkpoint: str | os.PathLike | No
         from . import weights
 
         path, sha = weights.resolve(spec)  # first: a missing download should fail fast
-    model = EmoSEM(config)
+    model = EmoSEM(config, language_model=language_model)
     if path is not None:
         load_sam_weights(model, path, config)
         encoder = weights.registry_name_for_hash(sha) or config.encoder.kind

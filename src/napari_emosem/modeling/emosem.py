@@ -67,12 +67,18 @@ class PairBatch:
 
 
 class EmoSEM(nn.Module):
-    def __init__(self, config: EmoSEMConfig):
+    """``language_model``: an already built ``(causal LM, tokenizer)`` pair to use instead of
+    loading ``config.language`` (benchmarks and notebooks that hold one in memory)."""
+
+    def __init__(self, config: EmoSEMConfig, *, language_model=None):
         super().__init__()
         self.config = config
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(config.seed)
-            lm, tokenizer = load_language_model(config.language, seed=config.seed)
+            if language_model is None:
+                lm, tokenizer = load_language_model(config.language, seed=config.seed)
+            else:
+                lm, tokenizer = language_model
             lm_width = lm.get_input_embeddings().embedding_dim
             prompt_width = config.encoder.out_chans
             self.image_encoder = ImageEncoder(config.encoder)
@@ -155,7 +161,9 @@ class EmoSEM(nn.Module):
     ) -> MaskPrediction:
         """Decode one mask per (painting, emotion) pair in a single mask-decoder call.
 
-        ``image_index`` defaults to all pairs on painting 0: every emotion of one painting at once.
+        Each pair is its own prompt set (as segment_anything decodes prompts), so an emotion's
+        mask never depends on which other emotions were asked for. ``image_index`` defaults to
+        all pairs on painting 0: every emotion of one painting at once.
         ``points``: optional clicks as ((N, K, 2) x, y in input pixels, (N, K) labels 1/0/-1 pad).
         """
         if image_index is None:
