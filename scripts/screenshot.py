@@ -61,12 +61,13 @@ def main(argv=None) -> int:
     app = QApplication.instance()
     widget = EmoSEMAnnotator(viewer, settings=Settings(backend=False), synchronous=False)
     viewer.window.add_dock_widget(widget, name="EmoSEM annotator", area="right")
+    # ticked before the painting opens: the annotator makes spare layers for exactly these
+    widget.set_emotions(emotions)
     viewer.add_image(
         load_image(painting), name=painting.stem, rgb=True, metadata={"emosem": {"source_path": str(painting)}}
     )
     widget.set_model(args.model)
     widget.set_device("cpu")
-    widget.set_emotions(emotions)
     widget.dataset_edit.setText("~/emosem-dataset")
 
     def settle(seconds: float) -> None:

@@ -124,8 +124,8 @@ def test_fine_tune_uses_the_new_checkpoint_and_can_go_back(annotator, qtbot, tmp
     assert second.metadata["parent"]["id"] == first.id
     assert widget.model_spec == str(second.path)
     entries = [widget.model_combo.itemText(i) for i in range(widget.model_combo.count())]
-    assert entries[0].startswith(f"checkpoint {second.label}") and entries[1].startswith(f"checkpoint {first.label}")
-    assert "mIoU" in entries[0]
+    assert entries[0].startswith("checkpoint v2 · mIoU") and entries[0].endswith(second.id)
+    assert entries[1].startswith("checkpoint v1 · mIoU") and entries[1].endswith(first.id)
     bleu = second.metadata["metrics"]["validation"]["bleu_4"]
     assert bleu is not None and f"{bleu:.3f}" in widget.finetune_label.text()  # Java is installed here
 

@@ -5,9 +5,11 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from napari_emosem._qt.settings import Settings
+from napari_emosem._qt.spares import SPARE_NAME
 from napari_emosem.emotions import EMOTIONS
 from napari_emosem.starter import StarterPredictor
 from napari_emosem._widget import EmoSEMAnnotator
@@ -18,6 +20,7 @@ pytestmark = pytest.mark.gui
 
 PAINTINGS = Path(__file__).resolve().parents[1].parent / "shared" / "paintings"
 BOY = PAINTINGS / "boy-in-a-red-vest-1888.jpg"
+PAINTER = PAINTINGS / "a-painter-at-work-1875.jpg"
 
 
 @pytest.fixture(autouse=True)
@@ -146,3 +149,35 @@ def test_a_fine_tuned_checkpoint_is_the_default_and_embeddings_are_reused(make_n
     assert not first._holder._predictor.from_cache  # encoded once ...
     second = open_and_propose()
     assert second._holder._predictor.from_cache  # ... and read back from the disk cache
+
+
+def test_proposed_masks_fill_spare_layers_made_ahead(annotator, qtbot):
+    """napari takes hundreds of ms to make a Labels layer: the annotator makes hidden spares when a
+    painting is chosen, and a proposal turns them into its stimulus layers."""
+    viewer, widget = annotator()
+    widget.set_model("starter")
+    widget.set_emotions(["fear", "awe", "sadness"])
+    first = add_painting(viewer)
+    qtbot.waitUntil(lambda: len(widget._spares) == 3 and not widget.busy, timeout=60_000)
+    spares = [layer for layer in viewer.layers if layer.name.startswith(SPARE_NAME)]
+    assert len(spares) == 3 and not any(layer.visible for layer in spares)
+    assert viewer.layers.selection.active is first  # making them left the annotator's layer selected
+    assert widget.session.emotions() == ()  # spares are no annotation
+
+    # another painting opened on top: the spares (below it) serve it too
+    second = add_painting(viewer, PAINTER)
+    widget.set_painting(second)
+    viewer.layers.remove(spares[0])  # deleting a spare is harmless
+    widget.propose()
+    qtbot.waitUntil(lambda: not widget.busy, timeout=120_000)
+    assert widget.last_error is None, widget.last_error
+    session = widget.session
+    assert session.emotions() == ("awe", "fear", "sadness")
+    layers = [widget.stimulus_layer(e) for e in session.emotions()]
+    assert sum(any(layer is spare for spare in spares[1:]) for layer in layers) == 2  # one was made anew
+    for emotion, layer in zip(session.emotions(), layers):
+        assert layer.name == f"{emotion} stimulus" and layer.visible and layer.selected_label == 1
+        assert np.array_equal(layer.data > 0, session[emotion].mask)
+        assert layer.metadata[METADATA_KEY]["painting"] == session.digest
+        assert viewer.layers.index(layer) > viewer.layers.index(second)  # drawn over the painting
+    assert not any(layer.name.startswith(SPARE_NAME) for layer in viewer.layers)

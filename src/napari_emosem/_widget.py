@@ -73,6 +73,12 @@ DEVICES = ("auto", "cpu", "cuda", "mps")
 AUTOSAVE_TICK_MS = 5000
 #: clicks are collected for this long before a refinement starts (several quick clicks, one decode)
 REFINE_DELAY_MS = 150
+#: pause between showing two proposed masks: a real timer, so that napari repaints and the event
+#: loop takes input in between (a 0 ms timer is a posted event, run in the same pass as the next)
+MASK_SPACING_MS = 15
+#: pause between two spare layers (each takes napari a few hundred ms on software OpenGL): the
+#: viewer repaints and takes input in between
+SPARE_DELAY_MS = 50
 
 _COL_EMOTION, _COL_STATUS, _COL_SCORE, _COL_BY = range(4)
 
@@ -120,6 +126,7 @@ class EmoSEMAnnotator(QWidget):
         self._selected: str | None = None
         self._job = None
         self._job_context: dict[str, Any] = {}
+        self._starting = False
         self._refine_pending = False
         self._preload_pending = False
         self._queued_propose = None
@@ -133,6 +140,14 @@ class EmoSEMAnnotator(QWidget):
         #: further :class:`~napari_emosem.training.TrainConfig` fields for Fine-tune (batch_size,
         #: seed, patience, validate_explanations, ...); the Epochs box sets ``epochs``
         self.train_options: dict[str, Any] = {}
+        from ._qt.spares import SparePool
+
+        #: hidden Labels layers made ahead, so that proposals show without napari's layer creation
+        self._spares = SparePool(napari_viewer)
+        self._spare_timer = QTimer(self)
+        self._spare_timer.setSingleShot(True)
+        self._spare_timer.setInterval(SPARE_DELAY_MS)
+        self._spare_timer.timeout.connect(self._top_up_spares)
 
         self._build_ui()
         self._connect_viewer()
@@ -156,7 +171,7 @@ class EmoSEMAnnotator(QWidget):
         """
         if self.synchronous:
             return
-        if self._job is not None and self._job.running:
+        if self._starting or (self._job is not None and self._job.running):
             self._preload_pending = True
             return
         from ._qt.tasks import load_task
@@ -352,10 +367,9 @@ class EmoSEMAnnotator(QWidget):
         grid = QGridLayout(box)
         self.extra_datasets = QListWidget()
         self.extra_datasets.setToolTip("Other dataset folders to train on as well")
-        self.extra_datasets.setMaximumHeight(3 * self.extra_datasets.fontMetrics().height() + 8)
-        self.extra_datasets.hide()  # shown once there is one
+        self.extra_datasets.hide()  # shown once there is one, as tall as its entries
         add_dataset = QPushButton("Add dataset…")
-        add_dataset.setToolTip("Also train on another dataset folder")
+        add_dataset.setToolTip("Besides the dataset above, also train on another dataset folder")
         add_dataset.clicked.connect(self._browse_extra_dataset)
         self.remove_dataset_button = QPushButton("Remove")
         self.remove_dataset_button.clicked.connect(self._remove_extra_dataset)
@@ -379,8 +393,9 @@ class EmoSEMAnnotator(QWidget):
         self.finetune_label.setWordWrap(True)
         self.finetune_label.setTextInteractionFlags(Qt.TextSelectableByMouse)
         self.finetune_label.hide()
-        grid.addWidget(self.extra_datasets, 0, 0, 1, 4)
-        grid.addWidget(add_dataset, 1, 0, 1, 2)
+        grid.addWidget(self.extra_datasets, 0, 1, 1, 3)
+        grid.addWidget(QLabel("Also on"), 1, 0)
+        grid.addWidget(add_dataset, 1, 1)
         grid.addWidget(self.remove_dataset_button, 1, 2, 1, 2)
         grid.addWidget(QLabel("From"), 2, 0)
         grid.addWidget(self.base_combo, 2, 1, 1, 3)
@@ -413,6 +428,7 @@ class EmoSEMAnnotator(QWidget):
             checkpoints.sort(key=lambda c: (c.metadata.get("created", ""), c.version), reverse=True)
             for info in checkpoints:
                 self.model_combo.addItem(choice_label(info), str(info.path))
+                self.model_combo.setItemData(self.model_combo.count() - 1, f"{info.label}\n{info.path}", Qt.ToolTipRole)
             for preset in MODEL_PRESETS:
                 self.model_combo.addItem(preset, preset)
             wanted = (select or self.settings.model or "").strip()
@@ -426,6 +442,7 @@ class EmoSEMAnnotator(QWidget):
                 self.model_combo.setCurrentIndex(self.model_combo.findData("starter"))
         finally:
             self._updating = False
+        self.model_combo.lineEdit().setCursorPosition(0)  # a long entry shows its start
 
     def _select_model(self, spec: str) -> None:
         index = self.model_combo.findData(spec)
@@ -449,9 +466,14 @@ class EmoSEMAnnotator(QWidget):
         spec = self.model_spec
         self.base_combo.clear()
         if spec != "starter":
-            text = self.model_combo.currentText()
-            self.base_combo.addItem(f"current model: {text if len(text) <= 40 else text[:39] + '…'}", spec)
-            self.base_combo.setItemData(0, text, Qt.ToolTipRole)
+            from .checkpoint import read_checkpoint
+
+            try:
+                what = f"checkpoint v{read_checkpoint(spec).version}" if spec not in MODEL_PRESETS else spec
+            except EmoSEMError:
+                what = Path(spec).name  # not readable: training will say why
+            self.base_combo.addItem(f"current model ({what})", spec)
+            self.base_combo.setItemData(0, self.model_combo.currentText(), Qt.ToolTipRole)
         for preset in FINETUNE_BASES:
             if preset != spec:
                 self.base_combo.addItem(f"fresh {preset}", preset)
@@ -504,6 +526,8 @@ class EmoSEMAnnotator(QWidget):
 
     def _on_layer_removed(self, event) -> None:
         layer = event.value
+        if self._spares.forget(layer):
+            return
         if layer is self._clicks_layer:
             self._clicks_layer = None
             self.click_button.setChecked(False)
@@ -611,6 +635,7 @@ class EmoSEMAnnotator(QWidget):
                 self._adopt(other, initial=True)
             self._offer_restore(session)
             self._status(f"{layer.name}: {session.describe()}")
+            self._spare_timer.start()
         self._refresh_table()
         self._update_controls()
         return self.session
@@ -707,9 +732,15 @@ class EmoSEMAnnotator(QWidget):
         self._updating = True
         try:
             if layer is None:
+                from ._qt.spares import dress
+
                 kwargs = stimulus_layer_kwargs(item, painting=session.digest, image_layer=self._image_layer)
-                layer = self.viewer.add_labels(mask_to_labels(item.mask), **kwargs)
-                layer.selected_label = 1  # paint draws the stimulus, erase (0) removes it
+                layer = self._spares.take()
+                if layer is not None:  # a few times quicker than napari making a new layer
+                    dress(layer, mask_to_labels(item.mask), kwargs, layers=self.viewer.layers, above=self._image_layer)
+                else:
+                    layer = self.viewer.add_labels(mask_to_labels(item.mask), **kwargs)
+                    layer.selected_label = 1  # paint draws the stimulus, erase (0) removes it
                 self._bind(emotion, layer)
             else:
                 # only real changes: each one repaints the canvas (slow with software OpenGL)
@@ -727,6 +758,34 @@ class EmoSEMAnnotator(QWidget):
         finally:
             self._updating = False
         self._refresh_row(emotion)
+
+    def _spares_wanted(self) -> int:
+        """Spare layers the next Propose could use: ticked emotions of this painting with no layer."""
+        if self.session is None:
+            return 0
+        return sum(1 for e in self.checked_emotions() if e not in self._bound)
+
+    def _top_up_spares(self) -> None:
+        """Make one spare layer if the next Propose would need it, then come back for the next.
+
+        Never while the model proposes or refines (its masks are about to use them): the timer
+        is started again when that job ends.
+        """
+        if self.busy and self._job_context.get("kind") in ("propose", "refine", "explain"):
+            return
+        if self._spares_wanted() <= len(self._spares):
+            return
+        image = self._image_layer
+        self._updating = True
+        try:
+            self._spares.make_one(
+                scale=image.scale[-2:] if image is not None else None,
+                translate=image.translate[-2:] if image is not None else None,
+            )
+        finally:
+            self._updating = False
+        if self._spares_wanted() > len(self._spares):
+            self._spare_timer.start()
 
     def _sync_layer_metadata(self, emotion: str) -> None:
         layer, session = self.stimulus_layer(emotion), self.session
@@ -971,6 +1030,7 @@ class EmoSEMAnnotator(QWidget):
             return
         spec = self.model_spec
         self.settings.model = spec  # an explicit choice (even "starter") wins over the newest checkpoint
+        self.model_combo.lineEdit().setCursorPosition(0)
         self._fill_bases()
         self._status(f"model: {self.model_combo.currentText()}")
         self.preload()
@@ -1003,8 +1063,12 @@ class EmoSEMAnnotator(QWidget):
 
     @property
     def busy(self) -> bool:
-        """True while a task runs (or a proposal waits for the model to load)."""
-        return (self._job is not None and self._job.running) or self._queued_propose is not None
+        """True while a task runs or starts (or a proposal waits for the model to load)."""
+        return (
+            self._starting
+            or (self._job is not None and self._job.running)
+            or self._queued_propose is not None
+        )
 
     def _require_session(self) -> AnnotationSession | None:
         if self.session is None:
@@ -1023,17 +1087,23 @@ class EmoSEMAnnotator(QWidget):
         self.progress.setFormat(f"{name}: %v/%m")
         self.progress.show()
         self._job = None
-        job = start_job(
-            f"EmoSEM: {name}",
-            task,
-            *args,
-            on_yield=self._on_step,
-            on_return=self._on_done,
-            on_error=self._on_job_error,
-            on_finish=self._on_finish,
-            steps=steps,
-            synchronous=self.synchronous,
-        )
+        # napari may run queued events while it sets up the worker and its progress bar (a
+        # preload timer, say): they must see this widget busy, not start a task of their own
+        self._starting = True
+        try:
+            job = start_job(
+                f"EmoSEM: {name}",
+                task,
+                *args,
+                on_yield=self._on_step,
+                on_return=self._on_done,
+                on_error=self._on_job_error,
+                on_finish=self._on_finish,
+                steps=steps,
+                synchronous=self.synchronous,
+            )
+        finally:
+            self._starting = False
         if job.running:
             self._job = job
         self._update_controls()
@@ -1188,10 +1258,10 @@ class EmoSEMAnnotator(QWidget):
                     self._show(emotion)
                 self._masks_on_screen(ctx)
             else:
-                # napari needs a few hundred ms per new full-size Labels layer on a small machine:
-                # one layer per event-loop turn keeps the viewer repainting and taking input
+                # each mask costs napari tens of ms (a few hundred when it must make the layer)
+                # and a repaint: one per event-loop turn keeps the viewer taking input
                 ctx["to_show"] = list(applied)
-                QTimer.singleShot(0, functools.partial(self._show_next_mask, ctx))
+                QTimer.singleShot(MASK_SPACING_MS, functools.partial(self._show_next_mask, ctx))
         elif step.kind == "explanation" and step.emotion in ctx.get("applied", ()):
             item = session.get(step.emotion)
             if item is not None and not item.text_edited:
@@ -1210,7 +1280,7 @@ class EmoSEMAnnotator(QWidget):
         if pending:
             self._show(pending.pop(0))
         if pending:
-            QTimer.singleShot(0, functools.partial(self._show_next_mask, ctx))
+            QTimer.singleShot(MASK_SPACING_MS, functools.partial(self._show_next_mask, ctx))
         else:
             self._masks_on_screen(ctx)
 
@@ -1287,6 +1357,7 @@ class EmoSEMAnnotator(QWidget):
             )
         self._job = None
         self._update_controls()
+        self._spare_timer.start()
         if self._preload_pending:
             self._preload_pending = False
             self.preload()  # a queued proposal waits for this load too
@@ -1515,16 +1586,22 @@ class EmoSEMAnnotator(QWidget):
         folder = str(Path(folder).expanduser())
         if folder not in self.extra_training_datasets():
             self.extra_datasets.addItem(folder)
-        self.extra_datasets.setVisible(True)
-        self.remove_dataset_button.setVisible(True)
+        self._fit_extra_datasets()
 
     def _remove_extra_dataset(self) -> None:
         for item in self.extra_datasets.selectedItems() or [self.extra_datasets.item(self.extra_datasets.count() - 1)]:
             if item is not None:
                 self.extra_datasets.takeItem(self.extra_datasets.row(item))
-        empty = self.extra_datasets.count() == 0
-        self.extra_datasets.setVisible(not empty)
-        self.remove_dataset_button.setVisible(not empty)
+        self._fit_extra_datasets()
+
+    def _fit_extra_datasets(self) -> None:
+        # the dock is tall already: the list takes the room of its entries (at most 3, then scrolls)
+        count = self.extra_datasets.count()
+        rows = min(count, 3)
+        height = self.extra_datasets.sizeHintForRow(0) * rows if count else 0
+        self.extra_datasets.setFixedHeight(height + 2 * self.extra_datasets.frameWidth())
+        self.extra_datasets.setVisible(count > 0)
+        self.remove_dataset_button.setVisible(count > 0)
 
     def extra_training_datasets(self) -> list[str]:
         return [self.extra_datasets.item(i).text() for i in range(self.extra_datasets.count())]

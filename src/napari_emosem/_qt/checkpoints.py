@@ -14,9 +14,16 @@ def validation_of(info) -> dict[str, Any]:
 
 
 def choice_label(info) -> str:
-    """The model list's entry: ``checkpoint <id> (v2, fine-tuned on 40 pairs) · mIoU 0.712``."""
+    """The model list's entry, most telling first (a narrow combo box shows the start):
+    ``checkpoint v2 · mIoU 0.712 · fine-tuned on 40 pairs · emosem-tiny-…``."""
     miou = validation_of(info).get("miou")
-    return f"checkpoint {info.label}" + (f" · mIoU {miou:.3f}" if miou is not None else "")
+    pairs = (info.metadata.get("training") or {}).get("pairs")
+    parts = [f"checkpoint v{info.version}"]
+    if miou is not None:
+        parts.append(f"mIoU {miou:.3f}")
+    if pairs:
+        parts.append(f"fine-tuned on {pairs} pairs")
+    return " · ".join(parts + [info.id])
 
 
 def metric_rows(before: dict, after: dict) -> list[tuple[str, float | None, float | None]]:
@@ -42,17 +49,11 @@ def metrics_line(before: dict, after: dict) -> str:
 
 
 def metrics_html(before: dict, after: dict, *, title: str) -> str:
-    """A small before/after table for a QLabel."""
+    """For a QLabel: the title, then the metrics in one wrapped line, the new values in bold."""
     rows = metric_rows(before, after)
     if not rows:
         return f"<b>{title}</b><br>{metrics_line(before, after)}"
     pairs = after.get("pairs") or before.get("pairs")
     held_out = f" ({pairs} held-out pairs)" if pairs else ""
-    cells = "".join(
-        f"<tr><td>{name}</td><td align='right'>{_value(b)}</td><td>→</td><td align='right'><b>{_value(a)}</b></td></tr>"
-        for name, b, a in rows
-    )
-    return (
-        f"<b>{title}</b><br>validation{held_out}, before → after:"
-        f"<table cellspacing='0' cellpadding='1'>{cells}</table>"
-    )
+    values = " · ".join(f"{name} {_value(b)} → <b>{_value(a)}</b>" for name, b, a in rows)
+    return f"<b>{title}</b><br>validation{held_out}: {values}"

@@ -354,7 +354,7 @@ def finetune_task(
     pairs = (result.checkpoint.metadata.get("training") or {}).get("pairs")
     return Trained(
         message=f"fine-tuned on {pairs} pairs in {result.epochs_run} epoch{'s' if result.epochs_run != 1 else ''}"
-        + (" (stopped early: no better validation mIoU)" if result.stopped_early else ""),
+        + (" (stopped early: validation stopped improving)" if result.stopped_early else ""),
         checkpoint=result.checkpoint,
         before=dict(result.before),
         after=dict(result.after),
