@@ -720,15 +720,20 @@ class EmoSEMAnnotator(QWidget):
         entry = self._bound.get(emotion)
         return entry[0] if entry else None
 
-    def _show(self, emotion: str, *, activate: bool = False) -> None:
-        """Make the layer of ``emotion`` show the session's mask (creating the layer if needed)."""
+    def _show(self, emotion: str, *, activate: bool = False, reveal: bool = True):
+        """Make the layer of ``emotion`` show the session's mask (creating the layer if needed).
+
+        ``reveal=False``: a spare layer it fills stays hidden and is returned, for the caller to
+        show on the next event-loop turn (see :meth:`_show_next_mask`); otherwise None.
+        """
         from ._qt.layers import OPACITY, REJECTED_OPACITY, mask_to_labels, stimulus_layer_kwargs
 
         session = self.session
         item = session.get(emotion) if session else None
         if item is None:
-            return
+            return None
         layer = self.stimulus_layer(emotion)
+        hidden = None
         self._updating = True
         try:
             if layer is None:
@@ -737,7 +742,15 @@ class EmoSEMAnnotator(QWidget):
                 kwargs = stimulus_layer_kwargs(item, painting=session.digest, image_layer=self._image_layer)
                 layer = self._spares.take()
                 if layer is not None:  # a few times quicker than napari making a new layer
-                    dress(layer, mask_to_labels(item.mask), kwargs, layers=self.viewer.layers, above=self._image_layer)
+                    dress(
+                        layer,
+                        mask_to_labels(item.mask),
+                        kwargs,
+                        layers=self.viewer.layers,
+                        above=self._image_layer,
+                        reveal=reveal,
+                    )
+                    hidden = None if reveal else layer
                 else:
                     layer = self.viewer.add_labels(mask_to_labels(item.mask), **kwargs)
                     layer.selected_label = 1  # paint draws the stimulus, erase (0) removes it
@@ -758,6 +771,7 @@ class EmoSEMAnnotator(QWidget):
         finally:
             self._updating = False
         self._refresh_row(emotion)
+        return hidden
 
     def _spares_wanted(self) -> int:
         """Spare layers the next Propose could use: ticked emotions of this painting with no layer."""
@@ -1277,12 +1291,22 @@ class EmoSEMAnnotator(QWidget):
                 ctx["masks_shown"].set()
             return
         pending = ctx.get("to_show") or []
-        if pending:
-            self._show(pending.pop(0))
-        if pending:
+        hidden = self._show(pending.pop(0), reveal=False) if pending else None
+        if hidden is not None:  # a filled spare: shown on the next turn (napari's work, then a repaint)
+            QTimer.singleShot(MASK_SPACING_MS, functools.partial(self._reveal, hidden, ctx))
+        elif pending:
             QTimer.singleShot(MASK_SPACING_MS, functools.partial(self._show_next_mask, ctx))
         else:
             self._masks_on_screen(ctx)
+
+    def _reveal(self, layer, ctx: dict[str, Any]) -> None:
+        if layer in self.viewer.layers:  # even if the annotator moved on: it is that emotion's layer
+            self._updating = True
+            try:
+                layer.visible = True
+            finally:
+                self._updating = False
+        QTimer.singleShot(MASK_SPACING_MS, functools.partial(self._show_next_mask, ctx))
 
     def _masks_on_screen(self, ctx: dict[str, Any]) -> None:
         applied = ctx.get("applied") or []

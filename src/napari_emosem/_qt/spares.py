@@ -76,11 +76,13 @@ class SparePool:
         return False
 
 
-def dress(layer, data: np.ndarray, kwargs: dict[str, Any], *, layers=None, above=None) -> None:
+def dress(layer, data: np.ndarray, kwargs: dict[str, Any], *, layers=None, above=None, reveal: bool = True) -> None:
     """Make spare ``layer`` show ``data`` with the given ``add_labels`` keyword arguments.
 
     ``above``: a layer of the list ``layers`` (the painting) it must be drawn over; spares made
     before the painting was opened sit below it, so they move to the top, where a new layer goes.
+    ``reveal=False`` leaves it hidden: showing it (napari then slices the data, makes the
+    thumbnail and the texture, and repaints) can be left to the next event-loop turn.
     """
     for key in ("name", "metadata", "colormap", "opacity", "blending"):
         if key in kwargs:
@@ -94,4 +96,5 @@ def dress(layer, data: np.ndarray, kwargs: dict[str, Any], *, layers=None, above
     if layers is not None and above is not None and above in layers:
         if layers.index(layer) < layers.index(above):
             layers.move(layers.index(layer), len(layers))
-    layer.visible = True
+    if reveal:
+        layer.visible = True
