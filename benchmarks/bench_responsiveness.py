@@ -13,6 +13,7 @@ Phases, in one napari session, each probed on its own:
   again           the same painting again (embedding cached; the layers exist)
   choose storm    a second painting
   propose storm   its first propose (model loaded, painting encoded)
+  fine-tune       Fine-tune (tiny) on 6 toy paintings for a few epochs, in its worker
   repaint         eight canvas redraws with all layers on screen (the floor of any change)
 
 Each gap is put down to what the GUI thread was doing when it happened: napari opening the
@@ -52,6 +53,7 @@ def main(argv=None) -> int:
     parser.add_argument("--size", type=int, default=1024, help="painting side in pixels (default 1024)")
     parser.add_argument("--interval-ms", type=float, default=10.0, help="probe period")
     parser.add_argument("--emotions", default="all", help="emotions to propose (default all 8)")
+    parser.add_argument("--finetune-epochs", type=int, default=3, help="epochs of the fine-tune phase (0: skip it)")
     parser.add_argument("--no-spares", action="store_true", help="no spare layers: napari makes each stimulus layer when its mask arrives")
     parser.add_argument("--profile", default=None, help="write a cProfile of the GUI thread during the proposes here")
     parser.add_argument("--out", default=None, help="JSON report (default benchmarks/results/responsiveness[-no-spares].json)")
@@ -242,6 +244,23 @@ def main(argv=None) -> int:
     results["choose storm"] = probe(choose("storm"), seconds=0.5)
     results["propose storm"] = probe(profiled(propose("storm")))
     stop_profile()
+    if args.finetune_epochs:
+        from napari_emosem.annotation import AnnotationSession
+        from napari_emosem.toy import toy_paintings
+
+        dataset = os.path.join(scratch, "toy-dataset")
+        for i, toy in enumerate(toy_paintings(6, seed=5)):
+            session = AnnotationSession(toy.image, file_name=f"toy-{i}.png", autosave_dir=False)
+            for emotion in toy.emotions:
+                session.set_mask(emotion, toy.masks[emotion])
+                session.set_explanation(emotion, toy.explanations[emotion])
+            session.export(dataset)
+        for layer in layers.values():  # exported, or Fine-tune would first ask to export them
+            widget.set_painting(layer)
+            widget.export(os.path.join(scratch, "proposals"))
+        results["fine-tune"] = probe(
+            lambda: widget.fine_tune([dataset], base="tiny", epochs=args.finetune_epochs), seconds=0.5
+        )
     repaint = repaints()
     for name, result in results.items():
         if "failed" in result["status"].lower():

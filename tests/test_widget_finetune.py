@@ -157,6 +157,8 @@ def test_cancel_after_an_epoch_lists_its_checkpoint_but_keeps_the_model(annotato
         if step.stage == "train" and "bar_total" not in seen:
             seen["bar_total"] = widget._job.bar.total  # napari's progress bar: epochs × steps
             seen["steps"] = step.epochs * step.steps
+            # meanwhile the annotator may go on with other paintings, but not run the model
+            seen["controls"] = (widget.painting_combo.isEnabled(), widget.propose_button.isEnabled())
         if step.stage == "epoch" and not seen.get("cancelled"):
             seen["cancelled"] = True
             widget.cancel()
@@ -165,6 +167,7 @@ def test_cancel_after_an_epoch_lists_its_checkpoint_but_keeps_the_model(annotato
     widget.fine_tune()
     qtbot.waitUntil(lambda: not widget.busy, timeout=180_000)
     assert seen.get("cancelled") and seen["bar_total"] == seen["steps"]
+    assert seen["controls"] == (True, False)
     assert widget.model_spec == "starter" and widget.settings.model in ("", "starter")
     (info,) = list_checkpoints()  # the finished epoch(s) were saved ...
     assert 1 <= info.metadata["training"]["epoch"] < 100

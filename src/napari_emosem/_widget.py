@@ -574,7 +574,7 @@ class EmoSEMAnnotator(QWidget):
                 if emotion != self._selected:
                     self.select_emotion(emotion, activate_layer=False)
                 return
-        if isinstance(layer, Image) and layer is not self._image_layer and not self.busy:
+        if isinstance(layer, Image) and layer is not self._image_layer and not self._painting_locked:
             self.set_painting(layer)
 
     # Painting and session ---------------------------------------------------------------------
@@ -1083,6 +1083,12 @@ class EmoSEMAnnotator(QWidget):
             or (self._job is not None and self._job.running)
             or self._queued_propose is not None
         )
+
+    @property
+    def _painting_locked(self) -> bool:
+        # a task working on the current painting keeps it; training reads the datasets on disk,
+        # so annotating another painting meanwhile is fine
+        return self.busy and self._job_context.get("kind") != "finetune"
 
     def _require_session(self) -> AnnotationSession | None:
         if self.session is None:
@@ -1889,7 +1895,7 @@ class EmoSEMAnnotator(QWidget):
         has_session = self.session is not None
         self.propose_button.setEnabled(has_session and not busy)
         self.cancel_button.setEnabled(busy)
-        self.painting_combo.setEnabled(not busy)
+        self.painting_combo.setEnabled(not self._painting_locked)
         self.model_combo.setEnabled(not busy)
         self.device_combo.setEnabled(not busy)
         self.export_button.setEnabled(has_session)
