@@ -1,4 +1,4 @@
-"""The "EmoSEM annotator" dock widget: propose, refine, explain, decide, export.
+"""The "EmoSEM annotator" dock widget: propose, refine, explain, decide, export, fine-tune.
 
 A thin view over :class:`napari_emosem.annotation.AnnotationSession` (one per painting): the
 session holds the annotation and its provenance; this widget shows it as napari layers and
@@ -8,7 +8,13 @@ with napari's own tools back into the session.
 Layers: the painting is an Image layer; each emotion's mask is a Labels layer named
 "<emotion> stimulus" (label 1 = stimulus) whose ``metadata["emosem"]`` mirrors the session, so
 napari's File > Save with the EmoSEM writer keeps explanations and provenance too; clicks for
-refinement live in a Points layer "EmoSEM clicks" (green = inside, red = outside).
+refinement live in a Points layer "EmoSEM clicks" (green = inside, red = outside). Hidden
+"EmoSEM spare" Labels layers are made ahead when a painting is chosen, so that proposed masks
+appear without napari's slow layer creation (see ``_qt/spares.py``).
+
+Fine-tune trains on the dataset folders in a worker too; its checkpoints go to the user data
+folder. The model chosen last is remembered (the plugin's ``model`` setting) and opens next time;
+a finished Fine-tune chooses its new checkpoint.
 """
 
 from __future__ import annotations
