@@ -32,22 +32,21 @@ def test_tiny_model_learns_each_emotions_stimulus_and_names_it(tmp_path):
     assert result.checkpoint is not None and 400 <= len(steps) <= 600
 
     predictor = load_predictor(tmp_path / "run", device="cpu", cache=EmbeddingCache(tmp_path / "cache2"))
-    ious, named, coloured = [], [], []
+    ious, named, coloured, own_best = [], [], [], []
     for toy in toy_paintings(16, seed=2):  # paintings it has never seen
         predictor.set_image(toy.image)
         for proposal in predictor.propose(toy.emotions):
             truth = toy.masks[proposal.emotion]
-            ious.append((proposal.mask & truth).sum() / (proposal.mask | truth).sum())
+            iou = lambda m: (proposal.mask & m).sum() / (proposal.mask | m).sum()
+            ious.append(iou(truth))
+            others = [iou(m) for e, m in toy.masks.items() if e != proposal.emotion]
+            own_best.append(ious[-1] > max(others, default=0.0))
             stimulus = TOY_STIMULI[proposal.emotion]
             named.append(stimulus.shape in proposal.explanation)
             coloured.append(stimulus.colour in proposal.explanation)
     assert len(ious) >= 40
     assert np.mean(ious) >= 0.75, f"held-out mean IoU {np.mean(ious):.3f}"
     assert np.mean(named) >= 0.9 and np.mean(coloured) >= 0.9
-
-    # and the conditioning is real: asking for an emotion whose shape is absent finds something else
-    toy = toy_paintings(1, seed=7)[0]
-    predictor.set_image(toy.image)
-    props = {p.emotion: p for p in predictor.propose(list(TOY_STIMULI))}
-    present = list(toy.masks)
-    assert all((props[e].mask & toy.masks[e]).sum() / max(1, (props[e].mask | toy.masks[e]).sum()) > 0.5 for e in present)
+    # and the conditioning is real: each proposal overlaps its own emotion's shape more than any other
+    # shape in the same painting (a model that ignored the emotion would find the same shape for all)
+    assert np.mean(own_best) >= 0.9, f"own shape best in {np.mean(own_best):.0%} of proposals"
