@@ -56,10 +56,10 @@ def generated_painting(height: int, width: int) -> np.ndarray:
     return rgb
 
 
-def run_case(rgb: np.ndarray, repeat: int, config: StarterConfig) -> dict:
+def run_case(rgb: np.ndarray, repeat: int, config: StarterConfig, sam=None) -> dict:
     times, set_times = [], []
     for _ in range(repeat):
-        predictor = StarterPredictor(config)
+        predictor = StarterPredictor(config, sam=sam)
         start = time.perf_counter()
         predictor.set_image(rgb)
         middle = time.perf_counter()
@@ -83,17 +83,37 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--large", action="store_true", help="also a generated 12,000 × 9,000 painting")
+    parser.add_argument("--generated", action="store_true", help="a generated 1024 × 768 painting instead of the shared ones")
+    parser.add_argument(
+        "--sam-random", choices=("cpu", "cuda"), default=None,
+        help="also time SAM's automatic masks as regions: ViT-B with random weights (the real architecture "
+        "and cost; its masks mean nothing) on this device",
+    )
+    parser.add_argument("--json", default=str(RESULTS))
     args = parser.parse_args()
     config = StarterConfig()
-    paintings = sorted(PAINTINGS.glob("*.jpg"))
-    if not paintings:
-        raise SystemExit(f"no paintings in {PAINTINGS}")
+    paintings = [] if args.generated else sorted(PAINTINGS.glob("*.jpg"))
+    if not paintings and not args.generated:
+        raise SystemExit(f"no paintings in {PAINTINGS} (or pass --generated)")
 
     cases = {}
-    biggest = max(paintings, key=lambda p: load_image(p).size)
-    cases[f"{biggest.stem} @1024px"] = run_case(painting_at(biggest, 1024), args.repeat, config)
+    if paintings:
+        biggest = max(paintings, key=lambda p: load_image(p).size)
+        name, at_1024 = f"{biggest.stem} @1024px", painting_at(biggest, 1024)
+    else:
+        name, at_1024 = "generated @1024px", generated_painting(1024, 768)
+    cases[name] = run_case(at_1024, args.repeat, config)
     for path in paintings:
         cases[path.stem] = run_case(load_image(path), args.repeat, config)
+    if args.sam_random:
+        import torch
+        from segment_anything import sam_model_registry
+
+        torch.manual_seed(0)
+        sam = sam_model_registry["vit_b"]().to(args.sam_random).eval()
+        run_case(at_1024, 1, config, sam=sam)  # warm-up (CUDA kernels, allocator)
+        where = torch.cuda.get_device_name(0) if args.sam_random == "cuda" else "CPU"
+        cases[f"{name}, SAM ViT-B regions on {where}"] = run_case(at_1024, args.repeat, config, sam=sam)
     if args.large:
         rgb = generated_painting(9000, 12000)
         before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
@@ -104,11 +124,11 @@ def main() -> int:
 
     columns = ("H×W", "regions", "masks", "set_image", "propose", "total", "best")
     widths = (12, 7, 5, 9, 8, 7, 7)
-    print(f"{'case':40s} " + " ".join(f"{c:>{w}s}" for c, w in zip(columns, widths)))
+    print(f"{'case':60s} " + " ".join(f"{c:>{w}s}" for c, w in zip(columns, widths)))
     for name, c in cases.items():
         shape = f"{c['shape'][0]}×{c['shape'][1]}"
         print(
-            f"{name:40s} {shape:>12s} {c['regions']:7d} {c['distinct_masks']:5d} "
+            f"{name:60s} {shape:>12s} {c['regions']:7d} {c['distinct_masks']:5d} "
             f"{c['set_image_s_median']:8.3f}s {c['propose_s_median']:7.3f}s "
             f"{c['total_s_median']:6.3f}s {c['total_s_best']:6.3f}s"
         )
@@ -124,9 +144,10 @@ def main() -> int:
         "load_average": _loadavg(),
         "cases": cases,
     }
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(RESULTS, report)
-    print(f"wrote {RESULTS}")
+    out = Path(args.json)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(out, report)
+    print(f"wrote {out}")
     return 0
 
 
