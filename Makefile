@@ -30,6 +30,8 @@ system-deps:
 bench: setup
 	$(PY) benchmarks/bench_model.py
 	$(PY) benchmarks/bench_train_cache.py
+	$(PY) benchmarks/bench_starter.py
+	$(PY) benchmarks/bench_dataset.py
 	xvfb-run -a $(PY) benchmarks/bench_responsiveness.py
 
 screenshot: setup system-deps

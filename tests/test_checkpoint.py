@@ -88,7 +88,21 @@ def test_metadata_records_provenance(tmp_path):
     assert meta["emotions"] == list(model.config.emotions)
     assert meta["training"]["pairs"] == 7 and meta["metrics"]["validation"]["miou"] == 0.5
     assert meta["created"] and meta["weights_sha256"]
-    assert [c.id for c in list_checkpoints(tmp_path)] == [child.id, parent.id] or {c.id for c in list_checkpoints(tmp_path)} == {child.id, parent.id}
+    # newest first; saved within the same second, the higher version wins the tie
+    assert [c.id for c in list_checkpoints(tmp_path)] == [child.id, parent.id]
+    for folder in ("v1", "v2"):
+        path = tmp_path / folder / METADATA_FILE
+        path.write_text(json.dumps({**json.loads(path.read_text()), "created": "2026-01-01T00:00:00"}))
+    assert [c.version for c in list_checkpoints(tmp_path)] == [2, 1]
+
+
+def test_fine_tune_runs_started_in_the_same_second_get_their_own_folders():
+    from napari_emosem.finetune import default_run_dir
+
+    first = default_run_dir("tiny")
+    first.mkdir(parents=True)
+    second = default_run_dir("tiny")
+    assert second != first and not second.exists() and second.parent == first.parent
 
 
 def test_checkpoint_holds_only_trainable_parts_when_the_encoder_is_frozen(tmp_path):

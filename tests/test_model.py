@@ -184,3 +184,22 @@ def test_fused_attention_matches_segment_anythings_own(tiny):
                 ours = module(q, k, k)
                 theirs = Attention.forward(module, q, k, k)
             torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-6)
+
+
+def test_upscaling_as_matrix_products_matches_segment_anythings_own(tiny):
+    from napari_emosem.modeling.mask_decoder import upscaled_logits
+
+    model, _ = tiny
+    md = model.mask_decoder.mask_decoder
+    torch.manual_seed(0)
+    for module in md.output_upscaling.modules():  # random, not initial, norm weights
+        if hasattr(module, "bias") and module.bias is not None:
+            torch.nn.init.normal_(module.bias)
+    n, h, w = 3, 5, 7
+    c = md.transformer_dim
+    tokens, hyper = torch.randn(n, h * w, c), torch.randn(n, c // 8)
+    with torch.no_grad():
+        ours = upscaled_logits(md.output_upscaling, tokens, hyper, h, w)
+        upscaled = md.output_upscaling(tokens.transpose(1, 2).reshape(n, c, h, w))
+        theirs = (hyper.unsqueeze(1) @ upscaled.flatten(2)).reshape(n, 1, 4 * h, 4 * w)
+    torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-5)

@@ -248,4 +248,5 @@ def list_checkpoints(root: str | os.PathLike | None = None) -> list[CheckpointIn
                 found.append(read_checkpoint(sub))
             except CheckpointError:
                 continue
-    return sorted(found, key=lambda c: c.metadata.get("created", ""), reverse=True)
+    # two fine-tunes within one second share a creation time; the later one has the higher version
+    return sorted(found, key=lambda c: (c.metadata.get("created", ""), c.version), reverse=True)

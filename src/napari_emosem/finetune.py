@@ -54,7 +54,12 @@ def default_run_dir(base_name: str) -> Path:
     from . import paths
 
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    return paths.checkpoints_dir() / f"{stamp}-{Path(str(base_name)).name}"
+    run = paths.checkpoints_dir() / f"{stamp}-{Path(str(base_name)).name}"
+    n = 2
+    while run.exists():  # two runs in the same second must not share (or resume) a folder
+        run = run.with_name(f"{stamp}-{Path(str(base_name)).name}-{n}")
+        n += 1
+    return run
 
 
 def fine_tune(

@@ -90,18 +90,40 @@ class EmotionMaskDecoder(nn.Module):
         output_tokens = torch.cat([md.iou_token.weight, md.mask_tokens.weight], dim=0)
         tokens = torch.cat([output_tokens.unsqueeze(0).expand(n, -1, -1), sparse], dim=1)
         src = image_embeddings[image_index] + self.dense(n, mask_input)
-        pos = self.prompt_encoder.get_dense_pe().expand(n, -1, -1, -1)
-        b, c, h, w = src.shape
+        # one positional map for all prompt sets: the transformer adds it by broadcasting
+        pos = self.prompt_encoder.get_dense_pe()
+        h, w = src.shape[-2:]
         hs, src = md.transformer(src, pos, tokens)
         iou_token_out = hs[:, 0, :]
         # single-mask output: SAM's first mask token (multimask_output=False)
-        mask_token_out = hs[:, 1, :]
-        upscaled = md.output_upscaling(src.transpose(1, 2).reshape(b, c, h, w))
-        hyper = md.output_hypernetworks_mlps[0](mask_token_out)
-        b, c, h, w = upscaled.shape
-        logits = (hyper.unsqueeze(1) @ upscaled.reshape(b, c, h * w)).reshape(b, 1, h, w)
+        hyper = md.output_hypernetworks_mlps[0](hs[:, 1, :])
+        logits = upscaled_logits(md.output_upscaling, src, hyper, h, w)
         iou = md.iou_prediction_head(iou_token_out)[:, 0]
         return MaskPrediction(logits=logits, iou=iou)
+
+
+def upscaled_logits(upscaling: nn.Sequential, tokens: torch.Tensor, hyper: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    """SAM's ``output_upscaling`` followed by the hypernetwork's dot product, on image tokens.
+
+    SAM's upscaling is two ``ConvTranspose2d(kernel_size=2, stride=2)``; such a convolution does
+    not overlap, so it is one matrix product per input pixel giving a 2 × 2 block. Done that way on
+    the (N, h·w, C) tokens the transformer returns, the channel LayerNorm is torch's fused one, and
+    the mask is assembled from its sub-pixel blocks only after the dot product with the
+    hypernetwork's vector (one channel instead of C/8): the same arithmetic without the NCHW copies.
+    Returns (N, 1, 4h, 4w) logits.
+    """
+    conv1, norm, act1, conv2, act2 = upscaling
+    n, _, c = tokens.shape
+    c1, c2 = conv1.out_channels, conv2.out_channels
+    # (in, out, 2, 2) -> (in, 2·2·out): each input pixel's 2 × 2 block, channels last
+    w1 = conv1.weight.permute(0, 2, 3, 1).reshape(c, 4 * c1)
+    x = torch.addmm(conv1.bias.repeat(4), tokens.reshape(-1, c), w1).view(n, h * w, 4, c1)
+    x = act1(F.layer_norm(x, (c1,), norm.weight, norm.bias, norm.eps))
+    w2 = conv2.weight.permute(0, 2, 3, 1).reshape(c1, 4 * c2)
+    y = act2(torch.addmm(conv2.bias.repeat(4), x.reshape(-1, c1), w2)).view(n, h * w * 16, c2)
+    logits = (y @ hyper.unsqueeze(-1)).view(n, h, w, 2, 2, 2, 2)  # (i, j, a, b, a', b')
+    # pixel (4i + 2a + a', 4j + 2b + b')
+    return logits.permute(0, 1, 3, 5, 2, 4, 6).reshape(n, 1, 4 * h, 4 * w)
 
 
 
