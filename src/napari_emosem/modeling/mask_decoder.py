@@ -126,7 +126,6 @@ def upscaled_logits(upscaling: nn.Sequential, tokens: torch.Tensor, hyper: torch
     return logits.permute(0, 1, 3, 5, 2, 4, 6).reshape(n, 1, 4 * h, 4 * w)
 
 
-
 def _fused_attention(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     """segment_anything's ``Attention.forward`` with torch's fused scaled-dot-product attention.
 
