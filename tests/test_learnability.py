@@ -15,6 +15,7 @@ from napari_emosem.build import build_emosem
 from napari_emosem.config import get_preset
 from napari_emosem.embedding_cache import EmbeddingCache
 from napari_emosem.loading import load_predictor
+from napari_emosem.metrics import foreground_iou
 from napari_emosem.toy import TOY_STIMULI, toy_paintings
 from napari_emosem.training import TrainConfig, Trainer, from_toy
 
@@ -37,9 +38,8 @@ def test_tiny_model_learns_each_emotions_stimulus_and_names_it(tmp_path):
         predictor.set_image(toy.image)
         for proposal in predictor.propose(toy.emotions):
             truth = toy.masks[proposal.emotion]
-            iou = lambda m: (proposal.mask & m).sum() / (proposal.mask | m).sum()
-            ious.append(iou(truth))
-            others = [iou(m) for e, m in toy.masks.items() if e != proposal.emotion]
+            ious.append(foreground_iou(proposal.mask, truth))
+            others = [foreground_iou(proposal.mask, m) for e, m in toy.masks.items() if e != proposal.emotion]
             own_best.append(ious[-1] > max(others, default=0.0))
             stimulus = TOY_STIMULI[proposal.emotion]
             named.append(stimulus.shape in proposal.explanation)

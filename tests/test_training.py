@@ -21,22 +21,13 @@ from napari_emosem.cli import main as emosem
 from napari_emosem.config import get_preset
 from napari_emosem.data import Stimulus, StimulusDataset
 from napari_emosem.embedding_cache import EmbeddingCache
-from napari_emosem.errors import TrainingError
-from napari_emosem.toy import toy_paintings
+from napari_emosem.toy import toy_paintings, write_toy_dataset
 from napari_emosem.training import TrainConfig, Trainer, from_datasets, from_toy
-
-
-def _toy_dataset(root: Path, n: int, seed: int = 0) -> Path:
-    ds = StimulusDataset.open(root, create=True)
-    for i, toy in enumerate(toy_paintings(n, seed=seed)):
-        stimuli = [Stimulus(e, toy.masks[e], [toy.explanations[e]]) for e in toy.emotions]
-        ds.write_painting(toy.image, f"toy-{i:03d}.png", stimuli)
-    return root
 
 
 @pytest.fixture(scope="module")
 def toy_data(tmp_path_factory):
-    return _toy_dataset(tmp_path_factory.mktemp("toyds") / "ds", 6)
+    return write_toy_dataset(tmp_path_factory.mktemp("toyds") / "ds", 6).root
 
 
 def _fit(run, data, epochs=2, **kw):
@@ -141,7 +132,7 @@ def test_only_no_stimulus_records_are_refused(tmp_path, capsys):
 
 
 def test_a_single_painting_trains_without_validation_and_says_so(tmp_path, capsys):
-    root = _toy_dataset(tmp_path / "one", 1)
+    root = write_toy_dataset(tmp_path / "one", 1).root
     assert emosem(["train", "--data", str(root), "--base", "tiny", "--out", str(tmp_path / "run"), "--epochs", "2",
                    "--no-text-metrics", "--device", "cpu"]) == 0
     err = capsys.readouterr().err

@@ -125,3 +125,15 @@ def toy_painting(seed: int, *, size: tuple[int, int] | None = None, n_stimuli: t
 
 def toy_paintings(n: int, seed: int = 0, **kwargs) -> list[ToyPainting]:
     return [toy_painting(seed * 100_003 + i, **kwargs) for i in range(n)]
+
+
+def write_toy_dataset(root, n: int, seed: int = 0):
+    """``n`` toy paintings with their true masks and explanations as a dataset folder at ``root``
+    (what ``emosem train`` reads); returns the :class:`~napari_emosem.data.StimulusDataset`."""
+    from .data import Stimulus, StimulusDataset
+
+    dataset = StimulusDataset.open(root, create=True)
+    for i, toy in enumerate(toy_paintings(n, seed=seed)):
+        stimuli = [Stimulus(e, toy.masks[e], [toy.explanations[e]]) for e in toy.emotions]
+        dataset.write_painting(toy.image, f"toy-{i:03d}.png", stimuli)
+    return dataset
