@@ -1,7 +1,7 @@
 # Two entry points for a fresh machine (see README): `make demo` and `make test`.
 VENV ?= .venv
 PY := $(VENV)/bin/python
-PAINTING ?= ../shared/paintings/madame-cezanne-in-blue-1890.jpg
+PAINTING ?= src/napari_emosem/paintings/madame-cezanne-in-blue-1890.jpg
 OUT ?= emosem-demo
 
 .PHONY: setup demo test system-deps bench screenshot clean

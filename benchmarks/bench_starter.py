@@ -1,7 +1,7 @@
 """Benchmark of the cold-start ``starter`` model: set_image + propose all 8 emotions with drafts.
 
-Cases: a 1024 px painting (the largest shared Cézanne, resized with Lanczos so it is real
-brushwork at that size), each shared painting at its own size, and with ``--large`` a generated
+Cases: a 1024 px painting (the largest shipped Cézanne, resized with Lanczos so it is real
+brushwork at that size), each shipped painting at its own size, and with ``--large`` a generated
 12,000 × 9,000 painting (time and peak memory). Each case runs ``--repeat`` times on a fresh
 predictor; the table shows the median and the best. Target (issue 6): < 2 s for 1024 px on the
 2-core CPU.
@@ -28,7 +28,7 @@ from napari_emosem.image_io import load_image
 from napari_emosem.starter import StarterConfig, StarterPredictor
 
 ROOT = Path(__file__).resolve().parents[1]
-PAINTINGS = ROOT.parent / "shared" / "paintings"
+PAINTINGS = ROOT / "src" / "napari_emosem" / "paintings"
 RESULTS = ROOT / "benchmarks" / "results" / "bench_starter.json"
 
 
@@ -83,7 +83,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--large", action="store_true", help="also a generated 12,000 × 9,000 painting")
-    parser.add_argument("--generated", action="store_true", help="a generated 1024 × 768 painting instead of the shared ones")
+    parser.add_argument("--generated", action="store_true", help="a generated 1024 × 768 painting instead of the shipped Cézannes")
     parser.add_argument(
         "--sam-random", choices=("cpu", "cuda"), default=None,
         help="also time SAM's automatic masks as regions: ViT-B with random weights (the real architecture "

@@ -1,6 +1,6 @@
 """Make the README's screenshot: napari with the EmoSEM annotator after a real propose.
 
-Opens a painting from ``../shared/paintings`` (public-domain Cézannes), proposes masks and
+Opens one of the public-domain Cézannes shipped in ``napari_emosem/paintings``, proposes masks and
 explanation drafts with the chosen model (default: the cold-start ``starter``), selects one
 emotion so its explanation shows in the text box, and saves the whole window to
 ``docs/images/screenshot.png``.
@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-PAINTINGS = REPO.parent / "shared" / "paintings"
+PAINTINGS = REPO / "src" / "napari_emosem" / "paintings"
 
 
 def main(argv=None) -> int:

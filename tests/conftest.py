@@ -1,4 +1,4 @@
-"""Shared test set-up: isolated user folders, the shared paintings, a tiny EmoSEM."""
+"""Shared test set-up: isolated user folders, the Cézanne paintings, a tiny EmoSEM."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from napari_emosem.paintings import painting_paths
+
 REPO = Path(__file__).resolve().parents[1]
-#: public-domain test paintings beside the checkout (never copied into the repository)
-PAINTINGS = REPO.parent / "shared" / "paintings"
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -31,7 +31,4 @@ def _isolated_user_folders(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def paintings() -> list[Path]:
-    found = sorted(PAINTINGS.glob("*.jpg"))
-    if not found:
-        pytest.fail(f"test paintings not found in {PAINTINGS}; the shared folder must sit beside the checkout")
-    return found
+    return painting_paths()

@@ -21,8 +21,8 @@ from napari_emosem.data import Stimulus, StimulusDataset
 from napari_emosem.errors import EmoSEMError
 from napari_emosem.image_io import load_image
 from napari_emosem.predictor import Proposal
+from napari_emosem.paintings import FOLDER as PAINTINGS
 
-PAINTINGS = Path(__file__).resolve().parents[1].parent / "shared" / "paintings"
 BOY = PAINTINGS / "boy-in-a-red-vest-1888.jpg"
 
 

@@ -17,8 +17,9 @@ from napari_emosem.data.apolo import import_apolo, read_apolo_rows
 from napari_emosem.data.artemis import parse_wikiart_name
 from napari_emosem.errors import DatasetError
 from napari_emosem.image_io import load_image
+from napari_emosem.paintings import painting_paths
 
-PAINTINGS = sorted((Path(__file__).resolve().parents[1].parent / "shared" / "paintings").glob("*.jpg"))
+PAINTINGS = painting_paths()
 
 MONET = "claude-monet_water-lilies-1919"
 GOGH = "vincent-van-gogh_starry-night-1889"

@@ -14,8 +14,8 @@ from napari_emosem.data import Painting, Stimulus, StimulusDataset
 from napari_emosem.emotions import EMOTIONS, SOMETHING_ELSE
 from napari_emosem.errors import DatasetError, UnknownEmotionError
 from napari_emosem.image_io import load_image
+from napari_emosem.paintings import FOLDER as PAINTINGS
 
-PAINTINGS = Path(__file__).resolve().parents[1].parent / "shared" / "paintings"
 
 
 def painting_path(index: int = 0) -> Path:

@@ -21,8 +21,9 @@ from napari_emosem.evaluate import (
 )
 from napari_emosem.image_io import image_digest, load_image
 from napari_emosem.predictor import Predictor, Proposal
+from napari_emosem.paintings import painting_paths
 
-PAINTINGS = sorted((Path(__file__).resolve().parents[1].parent / "shared" / "paintings").glob("*.jpg"))
+PAINTINGS = painting_paths()
 SHIFT = {"fear": 12, "awe": 4}
 CANDIDATES = {"fear": "the dark shadows scare me", "sadness": "the grey sky is sad", "awe": "huge mountains"}
 

@@ -19,8 +19,9 @@ from napari_emosem.data.artemis import read_artemis_csv
 from napari_emosem.data.export import export_dataset
 from napari_emosem.errors import DatasetError
 from napari_emosem.image_io import load_image
+from napari_emosem.paintings import painting_paths
 
-PAINTINGS = sorted((Path(__file__).resolve().parents[1].parent / "shared" / "paintings").glob("*.jpg"))
+PAINTINGS = painting_paths()
 
 
 def rect(shape, top, left, h, w) -> np.ndarray:

@@ -13,8 +13,8 @@ import pytest
 from napari_emosem.cli import main
 from napari_emosem.data import Stimulus, StimulusDataset
 from napari_emosem.image_io import load_image
+from napari_emosem.paintings import FOLDER as PAINTINGS
 
-PAINTINGS = Path(__file__).resolve().parents[1].parent / "shared" / "paintings"
 BOY = PAINTINGS / "boy-in-a-red-vest-1888.jpg"
 PAINTER = PAINTINGS / "a-painter-at-work-1875.jpg"
 

@@ -13,8 +13,8 @@ from napari_emosem.annotation import METADATA_KEY, Status
 from napari_emosem.data import Stimulus, StimulusDataset
 from napari_emosem.errors import DatasetError, EmoSEMError
 from napari_emosem.image_io import load_image
+from napari_emosem.paintings import FOLDER as PAINTINGS
 
-PAINTINGS = Path(__file__).resolve().parents[1].parent / "shared" / "paintings"
 BOY = PAINTINGS / "boy-in-a-red-vest-1888.jpg"
 MADAME = PAINTINGS / "madame-cezanne-in-blue-1890.jpg"
 

@@ -12,8 +12,8 @@ from napari_emosem.errors import EmoSEMError, ImageError, UnknownEmotionError
 from napari_emosem.image_io import load_image, to_rgb_uint8
 from napari_emosem.predictor import Predictor
 from napari_emosem.starter import StarterConfig, StarterPredictor
+from napari_emosem.paintings import FOLDER as PAINTINGS
 
-PAINTINGS = Path(__file__).resolve().parents[1].parent / "shared" / "paintings"
 PAINTING_FILES = sorted(PAINTINGS.glob("*.jpg"))
 
 # a word of each emotion that its drafts must contain

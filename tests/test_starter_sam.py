@@ -36,8 +36,8 @@ from napari_emosem.starter import (  # noqa: E402
     load_sam,
 )
 from napari_emosem.starter.regions import Grid, downscale  # noqa: E402
+from napari_emosem.paintings import FOLDER as PAINTINGS
 
-PAINTINGS = Path(__file__).resolve().parents[1].parent / "shared" / "paintings"
 
 
 def tiny_sam(seed: int = 0) -> Sam:

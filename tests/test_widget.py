@@ -14,10 +14,10 @@ from napari_emosem._widget import EmoSEMAnnotator
 from napari_emosem.annotation import METADATA_KEY, AnnotationSession, Status
 from napari_emosem.data import StimulusDataset
 from napari_emosem.image_io import load_image
+from napari_emosem.paintings import FOLDER as PAINTINGS
 
 pytestmark = pytest.mark.gui
 
-PAINTINGS = Path(__file__).resolve().parents[1].parent / "shared" / "paintings"
 BOY = PAINTINGS / "boy-in-a-red-vest-1888.jpg"
 PAINTER = PAINTINGS / "a-painter-at-work-1875.jpg"
 

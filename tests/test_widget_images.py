@@ -10,10 +10,10 @@ import pytest
 from napari_emosem._qt.settings import Settings
 from napari_emosem._widget import EmoSEMAnnotator
 from napari_emosem.image_io import load_image
+from napari_emosem.paintings import FOLDER as PAINTINGS
 
 pytestmark = pytest.mark.gui
 
-PAINTINGS = Path(__file__).resolve().parents[1].parent / "shared" / "paintings"
 BOY = PAINTINGS / "boy-in-a-red-vest-1888.jpg"
 
 

@@ -1,4 +1,5 @@
-"""npe2 sample data: paintings the project generates (see :mod:`napari_emosem.samples`)."""
+"""npe2 sample data: four real Cézanne paintings shipped with the package, and two procedural
+paintings the project generates (see :mod:`napari_emosem.samples`)."""
 
 from __future__ import annotations
 
@@ -13,3 +14,32 @@ def storm():
     from .samples import storm as make
 
     return [(make(), {"name": "storm at sea", "rgb": True}, "image")]
+
+
+def _cezanne(key: str):
+    from .annotation import METADATA_KEY
+    from .image_io import load_image
+    from .paintings import CEZANNE, painting_path
+
+    path = painting_path(key)
+    file_name, title = CEZANNE[key]
+    # the annotator exports the file as is, under its own name, with the painting's metadata
+    meta = {METADATA_KEY: {"source_path": str(path), "file_name": file_name,
+                           "metadata": {"artist": "Paul Cézanne", "title": title.split(" (")[0]}}}
+    return [(load_image(path), {"name": path.stem, "rgb": True, "metadata": meta}, "image")]
+
+
+def painter_at_work():
+    return _cezanne("painter_at_work")
+
+
+def boy_in_a_red_vest():
+    return _cezanne("boy_in_a_red_vest")
+
+
+def fortune_marion():
+    return _cezanne("fortune_marion")
+
+
+def madame_cezanne_in_blue():
+    return _cezanne("madame_cezanne_in_blue")
