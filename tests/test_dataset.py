@@ -17,7 +17,6 @@ from napari_emosem.image_io import load_image
 from napari_emosem.paintings import FOLDER as PAINTINGS
 
 
-
 def painting_path(index: int = 0) -> Path:
     return sorted(PAINTINGS.glob("*.jpg"))[index]
 
@@ -374,3 +373,30 @@ def test_a_refused_painting_in_a_batch_writes_nothing(ds, tmp_path):
     Image.fromarray(rgb(8, 8)).save(small)
     with pytest.raises(DatasetError, match="too small"):
         ds.write_painting(small)
+
+
+def test_reviewed_is_written_explicitly_and_derived_for_older_files(ds):
+    shape = (48, 64)
+    ds.write_painting(rgb(), "a.png", [
+        Stimulus("awe", box(shape, 0, 0, 5, 5), ["drafted"], source="model:m1"),               # a draft
+        Stimulus("fear", box(shape, 0, 0, 5, 5), ["drafted"], source="model:m1", reviewed=True),  # accepted
+        Stimulus("anger", box(shape, 0, 0, 5, 5), ["fixed"], source="model:m1", edited=True),
+        Stimulus("sadness", no_stimulus=True, source="model:m1"),
+        Stimulus("amusement", box(shape, 0, 0, 5, 5), ["mine"]),                              # drawn by hand
+    ])  # fmt: skip
+    doc = json.loads((ds.root / "annotations.json").read_text())
+    by_category = {a["category_id"]: a["reviewed"] for a in doc["annotations"]}
+    names = {c["id"]: c["name"] for c in doc["categories"]}
+    assert {names[c]: r for c, r in by_category.items()} == {
+        "awe": False, "fear": True, "anger": True, "sadness": True, "amusement": True,
+    }
+    # a file written before the field existed: an accepted draft was told apart by its annotator
+    for a in doc["annotations"]:
+        del a["reviewed"]
+        if names[a["category_id"]] == "fear":
+            a["annotator"] = "maria"
+    (ds.root / "annotations.json").write_text(json.dumps(doc))
+    again = StimulusDataset.open(ds.root)
+    assert {s.emotion: s.reviewed for s in again.stimuli("a.png")} == {
+        "awe": False, "fear": True, "anger": True, "sadness": True, "amusement": True,
+    }

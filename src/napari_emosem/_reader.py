@@ -10,6 +10,7 @@ annotated most recently (the annotator's Dataset "Open…", ``emosem view --pain
 from __future__ import annotations
 
 import os
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -83,11 +84,14 @@ def read_dataset(root: str | os.PathLike, painting: str | int | None = None) -> 
 
 
 def _latest(dataset):
-    """The painting whose records were modified last (ISO times sort as text), else the last one."""
-    best, best_time = None, ""
+    """The painting whose records were modified last, else the last one."""
+    from .data.records import parse_time
+
+    never = datetime.min.replace(tzinfo=timezone.utc)
+    best, best_time = None, never
     for painting in dataset.paintings:
-        times = [s.modified or s.created or "" for s in dataset.stimuli(painting)]
-        latest = max(times, default="")
+        times = [parse_time(s.modified or s.created) or never for s in dataset.stimuli(painting)]
+        latest = max(times, default=never)
         if best is None or latest >= best_time:
             best, best_time = painting, latest
     return best

@@ -430,8 +430,6 @@ class EmoSEMAnnotator(QWidget):
                 checkpoints = list_checkpoints()
             except (OSError, EmoSEMError):
                 checkpoints = []
-            # newest first; "created" has whole seconds, so a later version wins a tie
-            checkpoints.sort(key=lambda c: (c.metadata.get("created", ""), c.version), reverse=True)
             for info in checkpoints:
                 self.model_combo.addItem(choice_label(info), str(info.path))
                 self.model_combo.setItemData(self.model_combo.count() - 1, f"{info.label}\n{info.path}", Qt.ToolTipRole)

@@ -37,7 +37,6 @@ import re
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -45,6 +44,7 @@ from typing import Any
 import numpy as np
 
 from .emotions import EMOTIONS, normalise_emotion
+from .data.records import now_iso
 from .errors import EmoSEMError
 from .image_io import image_digest, to_rgb_uint8
 
@@ -77,10 +77,6 @@ class Status(StrEnum):
     ACCEPTED = "accepted"
     REJECTED = "rejected"
     NO_STIMULUS = "no stimulus"
-
-
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
 @dataclass
@@ -327,8 +323,8 @@ class AnnotationSession:
                 model=model,
                 draft=text,
                 status=Status.PROPOSED,
-                created=previous.created if previous else _now(),
-                modified=_now(),
+                created=previous.created if previous else now_iso(),
+                modified=now_iso(),
             )
             applied.append(emotion)
         if applied:
@@ -353,7 +349,7 @@ class AnnotationSession:
         mask = self._as_mask(proposal.mask, f"the refined {emotion} mask")
         item = self.items.get(emotion)
         if item is None:
-            item = EmotionAnnotation(emotion=emotion, mask=mask, source=source, model=model, created=_now())
+            item = EmotionAnnotation(emotion=emotion, mask=mask, source=source, model=model, created=now_iso())
             self.items[emotion] = item
         item.mask = mask
         if item.from_model:
@@ -369,7 +365,7 @@ class AnnotationSession:
             item.status = Status.PROPOSED
         if points is not None:
             self._store_clicks(item, points, labels)
-        item.modified = _now()
+        item.modified = now_iso()
         self._changed(significant=True)
         return item
 
@@ -379,7 +375,7 @@ class AnnotationSession:
         mask = self._as_mask(mask, f"the {emotion} mask")
         item = self.items.get(emotion)
         if item is None:
-            item = EmotionAnnotation(emotion=emotion, mask=mask, status=Status.ACCEPTED, created=_now())
+            item = EmotionAnnotation(emotion=emotion, mask=mask, status=Status.ACCEPTED, created=now_iso())
             self.items[emotion] = item
         elif np.array_equal(item.mask, mask):
             return item
@@ -388,7 +384,7 @@ class AnnotationSession:
             item.mask_edited = True
         if item.status in (Status.REJECTED, Status.NO_STIMULUS) and mask.any():
             item.status = Status.PROPOSED if item.from_model else Status.ACCEPTED
-        item.modified = _now()
+        item.modified = now_iso()
         self._changed(significant=False)
         return item
 
@@ -406,7 +402,7 @@ class AnnotationSession:
         item = self.items.get(emotion)
         if item is None:
             item = EmotionAnnotation(
-                emotion=emotion, mask=np.zeros(self.shape, bool), status=Status.ACCEPTED, created=_now()
+                emotion=emotion, mask=np.zeros(self.shape, bool), status=Status.ACCEPTED, created=now_iso()
             )
             self.items[emotion] = item
         elif item.explanation == text and not from_model:
@@ -419,7 +415,7 @@ class AnnotationSession:
                 item.model = model
         elif item.from_model:
             item.text_edited = text.strip() != item.draft.strip()
-        item.modified = _now()
+        item.modified = now_iso()
         self._changed(significant=from_model)
         return item
 
@@ -445,7 +441,7 @@ class AnnotationSession:
         """The annotator says this emotion has no stimulus in the painting: the mask is cleared."""
         emotion = normalise_emotion(emotion)
         if emotion not in self.items:
-            self.items[emotion] = EmotionAnnotation(emotion=emotion, mask=np.zeros(self.shape, bool), created=_now())
+            self.items[emotion] = EmotionAnnotation(emotion=emotion, mask=np.zeros(self.shape, bool), created=now_iso())
         item = self.items[emotion]
         if item.mask.any():
             item.mask = np.zeros(self.shape, bool)
@@ -467,7 +463,7 @@ class AnnotationSession:
         item = self[emotion]
         if item.status != status:
             item.status = status
-            item.modified = _now()
+            item.modified = now_iso()
             self._changed(significant=True)
         return item
 
@@ -508,6 +504,7 @@ class AnnotationSession:
                 source=item.source,
                 edited=item.edited,
                 annotator=annotator,
+                reviewed=item.reviewed,
                 score=item.score if item.from_model else None,
                 created=item.created,
                 modified=item.modified,
@@ -647,7 +644,7 @@ class AnnotationSession:
             "metadata": self.metadata,
             "exported_to": str(self.exported_to) if self.exported_to else None,
             "passthrough": self.passthrough,
-            "saved_at": _now(),
+            "saved_at": now_iso(),
             "items": [item.to_state() for item in self.items.values()],
         }
         arrays = {"state": np.frombuffer(json.dumps(state).encode("utf-8"), np.uint8)}
@@ -745,7 +742,7 @@ class AnnotationSession:
 # Conversions (layers, dataset records) ---------------------------------------------------------
 
 #: ``Stimulus`` fields a pass-through record keeps (it never has a mask)
-PASSTHROUGH_FIELDS = ("emotion", "explanations", "no_stimulus", "source", "edited", "annotator", "score", "created", "modified")
+PASSTHROUGH_FIELDS = ("emotion", "explanations", "no_stimulus", "source", "edited", "reviewed", "annotator", "score", "created", "modified")
 
 
 def passthrough_record(stimulus: Any) -> dict[str, Any]:
@@ -817,7 +814,7 @@ def annotation_from_layer(
     state = dict((metadata or {}).get(METADATA_KEY) or {})
     if not state:
         # drawn by hand in napari, without this plugin
-        return EmotionAnnotation(emotion=emotion, mask=mask, status=Status.ACCEPTED, created=_now())
+        return EmotionAnnotation(emotion=emotion, mask=mask, status=Status.ACCEPTED, created=now_iso())
     state["emotion"] = emotion
     item = EmotionAnnotation.from_state(state, mask)
     if state.get("mask_digest") not in (None, mask_digest(mask)):
@@ -826,7 +823,7 @@ def annotation_from_layer(
             item.mask_edited = True
         if item.status in (Status.NO_STIMULUS, Status.REJECTED) and mask.any():
             item.status = Status.PROPOSED if item.from_model else Status.ACCEPTED
-        item.modified = _now()
+        item.modified = now_iso()
     return item
 
 
@@ -843,10 +840,9 @@ def annotation_from_stimulus(stimulus: Any, shape: Sequence[int]) -> EmotionAnno
     else:
         mask = np.asarray(stimulus.mask).astype(bool)
     texts = list(stimulus.explanations or [])
-    from_model = str(stimulus.source or HUMAN).startswith("model:")
     if stimulus.no_stimulus:
         status = Status.NO_STIMULUS
-    elif stimulus.annotator or stimulus.edited or not from_model:
+    elif stimulus.reviewed:
         status = Status.ACCEPTED
     else:
         status = Status.PROPOSED

@@ -248,5 +248,13 @@ def list_checkpoints(root: str | os.PathLike | None = None) -> list[CheckpointIn
                 found.append(read_checkpoint(sub))
             except CheckpointError:
                 continue
-    # two fine-tunes within one second share a creation time; the later one has the higher version
-    return sorted(found, key=lambda c: (c.metadata.get("created", ""), c.version), reverse=True)
+    return sorted(found, key=checkpoint_order, reverse=True)
+
+
+def checkpoint_order(info: CheckpointInfo) -> tuple:
+    """Sort key, oldest first: creation time (compared as a time), then version, since two
+    fine-tunes within one second share a creation time and the later one has the higher version."""
+    from .data.records import parse_time
+
+    created = parse_time(info.metadata.get("created")) or datetime.min.replace(tzinfo=timezone.utc)
+    return (created, info.version)

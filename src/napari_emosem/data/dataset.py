@@ -615,6 +615,7 @@ class StimulusDataset:
                 created=s.created,
                 modified=s.modified,
                 extra=dict(s.extra),
+                reviewed=s.reviewed,
             )
             if old is None:
                 record_id = tx.next_record_id
@@ -672,6 +673,7 @@ def _same_content(a: Stimulus, b: Stimulus) -> bool:
         and a.no_stimulus == b.no_stimulus
         and a.source == b.source
         and a.edited == b.edited
+        and a.reviewed == b.reviewed
         and a.annotator == b.annotator
         and a.score == b.score
         and a.extra == b.extra
@@ -782,6 +784,7 @@ def _annotation_json(record: StoredRecord, painting: Painting) -> dict[str, Any]
         "explanations": list(s.explanations),
         "source": s.source,
         "edited": s.edited,
+        "reviewed": s.reviewed,
         "annotator": s.annotator,
         "created": s.created,
         "modified": s.modified,

@@ -1,7 +1,7 @@
 """The two records of a stimulus dataset: a :class:`Painting` and its :class:`Stimulus` records.
 
-A stimulus is what one (painting, emotion) pair holds: a mask (or none), its explanations, and
-where it came from. "Not annotated yet" is the absence of a record; "this emotion has no stimulus
+A stimulus is what one (painting, emotion) pair holds: a mask (or none), its explanations, where
+it came from, and whether a person reviewed it. "Not annotated yet" is the absence of a record; "this emotion has no stimulus
 in this painting" is a record with ``no_stimulus=True`` and an empty mask.
 """
 
@@ -40,12 +40,32 @@ ANNOTATION_FIELDS = (
     "score",
     "no_stimulus",
     "has_mask",
+    "reviewed",
 )
 
 
 def now_iso() -> str:
-    """The current time, ISO 8601 with the UTC offset, to the second."""
-    return _dt.datetime.now(_dt.timezone.utc).astimezone().isoformat(timespec="seconds")
+    """The current time in UTC, ISO 8601 to the second (``2026-11-30T21:05:44+00:00``): the one
+    format every record, autosave and checkpoint is stamped with."""
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def parse_time(text: str | None) -> _dt.datetime | None:
+    """An ISO 8601 time as an aware datetime (a time without offset is taken as UTC), or None for
+    None or text that is not a time. Compare times with this, never as text: files written by
+    earlier versions carry the writer's local offset."""
+    if not text:
+        return None
+    try:
+        value = _dt.datetime.fromisoformat(str(text))
+    except ValueError:
+        return None
+    return value if value.tzinfo is not None else value.replace(tzinfo=_dt.timezone.utc)
+
+
+def is_model_source(source: str) -> bool:
+    """``source`` names a model (``"model:<checkpoint id>"``), not a person."""
+    return str(source).startswith("model:")
 
 
 @dataclass
@@ -78,6 +98,12 @@ class Stimulus:
     Records read from a dataset decode their mask from RLE each time ``mask`` is read (so that a
     list of thousands of pairs stays small); keep the array if you need it more than once.
     ``extra`` holds annotation fields this project does not know (kept when the file is rewritten).
+
+    ``reviewed`` says whether a person stands behind the record: they wrote it, accepted or edited
+    a model's proposal, or marked the pair *no stimulus*. An unreviewed record is a model's draft.
+    Left ``None`` it is derived from the other fields (how files without the field are read): a
+    record is reviewed unless a model proposed it and nobody edited it, marked it no stimulus or
+    put their name on it.
     """
 
     emotion: str
@@ -91,6 +117,7 @@ class Stimulus:
     created: str | None = None
     modified: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    reviewed: bool | None = None
 
     def __post_init__(self) -> None:
         self.emotion = normalise_emotion(self.emotion)
@@ -105,6 +132,11 @@ class Stimulus:
         self.edited = bool(self.edited)
         self.score = None if self.score is None else float(self.score)
         self.extra = dict(self.extra or {})
+        if self.reviewed is None:
+            self.reviewed = (
+                not is_model_source(self.source) or self.edited or self.no_stimulus or self.annotator is not None
+            )
+        self.reviewed = bool(self.reviewed)
 
     # The mask is either an array held here or an RLE decoded on demand; `mask` is a property (set at the end of this module).
     def _get_mask(self) -> np.ndarray | None:
@@ -179,6 +211,7 @@ class Stimulus:
             self.created,
             self.modified,
             dict(self.extra),
+            self.reviewed,
         )
         other._mask = None if self._mask is None else self._mask.copy()
         other._rle = self._rle
@@ -189,7 +222,8 @@ class Stimulus:
         mask = "None" if shape is None else f"<{shape[1]}×{shape[0]}, {self.area} px>"
         return (
             f"Stimulus(emotion={self.emotion!r}, mask={mask}, explanations={self.explanations!r}, "
-            f"no_stimulus={self.no_stimulus}, source={self.source!r}, edited={self.edited})"
+            f"no_stimulus={self.no_stimulus}, source={self.source!r}, edited={self.edited}, "
+            f"reviewed={self.reviewed})"
         )
 
 

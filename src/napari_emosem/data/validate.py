@@ -354,6 +354,9 @@ def _parse_annotation(ann: dict, emotion: str, painting: Painting) -> tuple[Stim
     annotator = ann.get("annotator")
     if annotator is not None and not isinstance(annotator, str):
         problems.append(f"'annotator' must be a string or null; found {annotator!r}")
+    reviewed = ann.get("reviewed")
+    if reviewed is not None and not isinstance(reviewed, bool):
+        problems.append(f"'reviewed' must be true or false; found {reviewed!r}")
     score = ann.get("score")
     if score is not None and (isinstance(score, bool) or not isinstance(score, (int, float))):
         problems.append(f"'score' must be a number or null; found {score!r}")
@@ -377,6 +380,7 @@ def _parse_annotation(ann: dict, emotion: str, painting: Painting) -> tuple[Stim
         created=ann.get("created"),
         modified=ann.get("modified"),
         extra=extra,
+        reviewed=reviewed,
     )
     return stimulus, []
 
