@@ -47,7 +47,9 @@ def test_npe2_finds_the_manifest_of_the_installed_package():
     assert reader.accepts_directories and reader.filename_patterns == ["*annotations.json"]
     (writer,) = contributions.writers
     assert writer.filename_extensions == [".json"]
-    assert {s.key for s in contributions.sample_data} == {"landscape", "storm"}
+    from napari_emosem.paintings import CEZANNE
+
+    assert {s.key for s in contributions.sample_data} == {"landscape", "storm", *CEZANNE}
     assert set(contributions.configurations) == {"model", "annotation"}
     assert set(contributions.configurations["model"].properties) == {"model", "device", "cache_folder"}
     # every command names a real callable
