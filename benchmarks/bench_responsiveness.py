@@ -54,9 +54,15 @@ def main(argv=None) -> int:
     parser.add_argument("--interval-ms", type=float, default=10.0, help="probe period")
     parser.add_argument("--emotions", default="all", help="emotions to propose (default all 8)")
     parser.add_argument("--finetune-epochs", type=int, default=3, help="epochs of the fine-tune phase (0: skip it)")
-    parser.add_argument("--no-spares", action="store_true", help="no spare layers: napari makes each stimulus layer when its mask arrives")
+    parser.add_argument(
+        "--no-spares",
+        action="store_true",
+        help="no spare layers: napari makes each stimulus layer when its mask arrives",
+    )
     parser.add_argument("--profile", default=None, help="write a cProfile of the GUI thread during the proposes here")
-    parser.add_argument("--out", default=None, help="JSON report (default benchmarks/results/responsiveness[-no-spares].json)")
+    parser.add_argument(
+        "--out", default=None, help="JSON report (default benchmarks/results/responsiveness[-no-spares].json)"
+    )
     args = parser.parse_args(argv)
     out = Path(args.out or HERE / "results" / f"responsiveness{'-no-spares' if args.no_spares else ''}.json")
 
@@ -74,8 +80,8 @@ def main(argv=None) -> int:
     from qtpy.QtCore import QElapsedTimer, QTimer
     from qtpy.QtWidgets import QApplication
 
+    from napari_emosem._qt.annotator import EmoSEMAnnotator
     from napari_emosem._qt.settings import Settings
-    from napari_emosem._widget import EmoSEMAnnotator
     from napari_emosem.emotions import parse_emotions
     from napari_emosem.samples import landscape, storm
 
@@ -106,24 +112,23 @@ def main(argv=None) -> int:
 
         return run
 
-    widget._show = timed("layers", widget._show)  # makes or updates a stimulus layer
-    widget._reveal = timed("layers", widget._reveal)  # shows a filled spare layer
-    widget._top_up_spares = (lambda: None) if args.no_spares else timed("spares", widget._top_up_spares)
-    widget._spare_timer.timeout.disconnect()
-    widget._spare_timer.timeout.connect(lambda: widget._top_up_spares())
+    # the binder writes masks into layers and makes spare layers; its timers call these methods
+    binder = widget.controller.binder
+    binder.show_now = timed("layers", binder.show_now)  # makes or updates a stimulus layer
+    show_next = timed("layers", binder._show_next)  # a queued mask, or showing a filled spare
+    binder._mask_timer.timeout.disconnect()
+    binder._mask_timer.timeout.connect(lambda: show_next())
+    top_up = (lambda: None) if args.no_spares else timed("spares", binder._top_up_spares)
+    binder._spare_timer.timeout.disconnect()
+    binder._spare_timer.timeout.connect(lambda: top_up())
     steps: list[tuple[float, str]] = []
-    original_step = widget._on_step
-
-    def noted_step(step):
-        steps.append((now_ms(), step.message))
-        return original_step(step)
-
-    widget._on_step = noted_step
+    # every step's message, when it arrives (before the job handles it)
+    widget.jobs.events.status.connect(lambda message: steps.append((now_ms(), message)))
     viewer.window.add_dock_widget(widget, name="EmoSEM annotator", area="right")
     layers = {}
 
     def settled() -> bool:
-        return not widget.busy and not widget._spare_timer.isActive()
+        return not widget.busy and not binder._spare_timer.isActive()
 
     def probe(action=None, *, until=settled, seconds: float = 0.0) -> dict:
         spans.clear()
@@ -300,8 +305,9 @@ def main(argv=None) -> int:
           f"{'image':>7} {'layers':>7} {'spares':>7} {'other':>7}")
     for name, r in results.items():
         c = r["max_gap_by_cause_ms"]
-        print(f"{name:<15} {r['seconds']:>7.2f} {r['max_gap_ms']:>7.1f} {r['p99_gap_ms']:>7.1f} {r['gaps_over_100ms']:>7}"
-              f"   {'':>14} {c['image']:>7.1f} {c['layers']:>7.1f} {c['spares']:>7.1f} {c['other']:>7.1f}")
+        print(f"{name:<15} {r['seconds']:>7.2f} {r['max_gap_ms']:>7.1f} {r['p99_gap_ms']:>7.1f} "
+              f"{r['gaps_over_100ms']:>7}   {'':>14} {c['image']:>7.1f} {c['layers']:>7.1f} {c['spares']:>7.1f} "
+              f"{c['other']:>7.1f}")
     print(f"canvas repaint with {repaint['visible_layers']} visible layers: median {repaint['median_ms']} ms, "
           f"max {repaint['max_ms']} ms")
     proposes = [r["max_gap_ms"] for name, r in results.items() if name.startswith("propose") or name == "again"]

@@ -32,7 +32,10 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     if sys.platform.startswith("linux") and not os.environ.get("DISPLAY"):
-        print('no display: run under `xvfb-run -a -s "-screen 0 1920x1200x24" python scripts/screenshot.py`', file=sys.stderr)
+        print(
+            'no display: run under `xvfb-run -a -s "-screen 0 1920x1200x24" python scripts/screenshot.py`',
+            file=sys.stderr,
+        )
         return 2
     # keep the user's cache, autosaves and napari settings out of it
     scratch = tempfile.mkdtemp(prefix="emosem-screenshot-")
@@ -43,8 +46,8 @@ def main(argv=None) -> int:
     import napari
     from qtpy.QtWidgets import QApplication
 
+    from napari_emosem._qt.annotator import EmoSEMAnnotator
     from napari_emosem._qt.settings import Settings
-    from napari_emosem._widget import EmoSEMAnnotator
     from napari_emosem.emotions import parse_emotions
     from napari_emosem.image_io import load_image
 
@@ -68,7 +71,7 @@ def main(argv=None) -> int:
     )
     widget.set_model(args.model)
     widget.set_device("cpu")
-    widget.dataset_edit.setText("~/emosem-dataset")
+    widget.set_dataset_folder("~/emosem-dataset")
 
     def settle(seconds: float) -> None:
         end = time.perf_counter() + seconds
@@ -114,10 +117,8 @@ def main(argv=None) -> int:
     pixels = viewer.screenshot(canvas_only=False, flash=False)
     Image.fromarray(pixels[..., :3]).save(out, optimize=True)
     print(f"wrote {out} ({status})")
-    # nothing here is worth keeping: leave without the "unexported annotations" question
-    for session in widget.unexported():
-        session.discard_autosave()
-    widget.confirm_close = lambda: True
+    # nothing here is worth keeping: into the scratch folder, so that closing does not ask about it
+    widget.controller.dataset.export_unexported(os.path.join(scratch, "dataset"))
     viewer.close()
     return 0
 

@@ -2,26 +2,15 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 
-from napari_emosem.annotation import (
-    HUMAN,
-    AnnotationSession,
-    EmotionAnnotation,
-    Status,
-    annotation_from_layer,
-    emotion_of_layer,
-    layer_metadata,
-    layer_name,
-)
+from napari_emosem.annotation import HUMAN, AnnotationSession, Status
 from napari_emosem.data import Stimulus, StimulusDataset
 from napari_emosem.errors import EmoSEMError
 from napari_emosem.image_io import load_image
-from napari_emosem.predictor import Proposal
 from napari_emosem.paintings import FOLDER as PAINTINGS
+from napari_emosem.predictor import Proposal
 
 BOY = PAINTINGS / "boy-in-a-red-vest-1888.jpg"
 
@@ -184,8 +173,8 @@ def test_autosave_respects_the_interval_and_saves_significant_actions_at_once(tm
 
 def test_restore_gives_back_the_work(tmp_path):
     image = painting(seed=3)
-    s = session_with(tmp_path, image, file_name="p.png", annotator="ann", metadata={"artist": "x"})
-    s.passthrough.append({"emotion": "something else", "explanations": ["odd"]})
+    odd = {"emotion": "something else", "explanations": ["odd"]}
+    s = session_with(tmp_path, image, file_name="p.png", annotator="ann", metadata={"artist": "x"}, passthrough=[odd])
     propose(s, "fear", "awe")
     mask = s["fear"].mask.copy()
     mask[50:55, 70:75] = True
@@ -204,7 +193,7 @@ def test_restore_gives_back_the_work(tmp_path):
     assert restored["awe"].explanation == "sky" and restored["awe"].text_edited
     assert restored["sadness"].status == Status.NO_STIMULUS
     assert restored["fear"].clicks.tolist() == [[1, 2]]
-    assert restored.passthrough == [{"emotion": "something else", "explanations": ["odd"]}]
+    assert restored.passthrough == (odd,)
     # another painting has no autosave
     assert AnnotationSession.restore(painting(seed=4), autosave_dir=tmp_path / "autosave") is None
 
@@ -300,42 +289,6 @@ def test_the_source_file_is_exported_as_is(tmp_path):
     result = s.export(tmp_path / "ds")
     stored = tmp_path / "ds" / "images" / result.painting.file_name
     assert stored.read_bytes() == BOY.read_bytes()
-
-
-def test_layer_conversions(tmp_path):
-    assert layer_name("Fear") == "fear stimulus"
-    assert emotion_of_layer("fear stimulus") == "fear"
-    assert emotion_of_layer("awe stimulus [1]") == "awe"
-    assert emotion_of_layer("Labels") is None
-    assert emotion_of_layer("Labels", {"emosem": {"emotion": "sadness"}}) == "sadness"
-
-    s = session_with(tmp_path)
-    propose(s, "fear")
-    s.set_explanation("fear", "mine")
-    meta = layer_metadata(s["fear"], painting=s.digest)
-    data = s["fear"].mask.astype(np.uint8)
-    item = annotation_from_layer("whatever", data, meta, s.shape)
-    assert isinstance(item, EmotionAnnotation)
-    assert item.emotion == "fear" and item.explanation == "mine" and item.text_edited
-    assert item.source == "model:test" and np.array_equal(item.mask, s["fear"].mask)
-    # a layer painted in napari without this plugin: a person's annotation
-    plain = annotation_from_layer("anger stimulus", data * 3, {}, s.shape)
-    assert plain.source == HUMAN and plain.status == Status.ACCEPTED
-    with pytest.raises(EmoSEMError, match="painting's size"):
-        annotation_from_layer("fear stimulus", np.zeros((3, 3)), meta, s.shape)
-    # painted after the metadata was written (saved without the annotator): an edit
-    painted = data.copy()
-    painted[0, 0] = 1
-    assert not s["fear"].mask[0, 0]
-    assert annotation_from_layer("fear stimulus", painted, meta, s.shape).mask_edited
-    s.mark_no_stimulus("sadness")
-    no_meta = layer_metadata(s["sadness"], painting=s.digest)
-    assert annotation_from_layer("x", np.zeros(s.shape), no_meta, s.shape).status == Status.NO_STIMULUS
-    assert annotation_from_layer("x", painted, no_meta, s.shape).status == Status.ACCEPTED
-    rebuilt = AnnotationSession.from_layers(
-        s.image, [("fear stimulus", data, meta), ("points", data, {}), ("x", data, {})], autosave_dir=False
-    )
-    assert rebuilt.emotions() == ("fear",) and not rebuilt.dirty
 
 
 def test_starter_proposals_round_trip_through_a_dataset(tmp_path):

@@ -7,13 +7,22 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from napari_emosem._layers import (
+    METADATA_KEY,
+    annotation_from_layer,
+    emotion_of_layer,
+    layer_metadata,
+    layer_name,
+    session_from_layers,
+)
 from napari_emosem._reader import get_reader, read_dataset
 from napari_emosem._writer import dataset_folder_for, write_dataset
-from napari_emosem.annotation import METADATA_KEY, Status
+from napari_emosem.annotation import HUMAN, AnnotationSession, EmotionAnnotation, Status
 from napari_emosem.data import Stimulus, StimulusDataset
 from napari_emosem.errors import DatasetError, EmoSEMError
 from napari_emosem.image_io import load_image
 from napari_emosem.paintings import FOLDER as PAINTINGS
+from napari_emosem.predictor import Proposal
 
 BOY = PAINTINGS / "boy-in-a-red-vest-1888.jpg"
 MADAME = PAINTINGS / "madame-cezanne-in-blue-1890.jpg"
@@ -40,21 +49,78 @@ def dataset(tmp_path):
     ds.write_painting(
         MADAME,
         MADAME.name,
-        [Stimulus("sadness", box(shape, 100, 300, 50, 250), ["the blue dress is heavy"], modified="2024-01-01T00:00:00+00:00")],
+        [
+            Stimulus(
+                "sadness",
+                box(shape, 100, 300, 50, 250),
+                ["the blue dress is heavy"],
+                modified="2024-01-01T00:00:00+00:00",
+            )
+        ],
     )
     shape = load_image(BOY).shape[:2]
     ds.write_painting(
         BOY,
         BOY.name,
         [
-            Stimulus("contentment", box(shape, 50, 200, 100, 300), ["a calm, resting pose"], source="model:starter", score=0.7, modified="2025-06-01T00:00:00+00:00"),
-            Stimulus("excitement", box(shape, 300, 450, 150, 350), ["the red vest glows", "so red"], edited=True, source="model:starter", annotator="ann"),
+            Stimulus(
+                "contentment",
+                box(shape, 50, 200, 100, 300),
+                ["a calm, resting pose"],
+                source="model:starter",
+                score=0.7,
+                modified="2025-06-01T00:00:00+00:00",
+            ),
+            Stimulus(
+                "excitement",
+                box(shape, 300, 450, 150, 350),
+                ["the red vest glows", "so red"],
+                edited=True,
+                source="model:starter",
+                annotator="ann",
+            ),
             Stimulus("fear", np.zeros(shape, bool), [], no_stimulus=True),
             Stimulus("something else", None, ["reminds me of school"]),
         ],
         metadata={"artist": "paul-cezanne", "title": "boy in a red vest"},
     )
     return root
+
+
+def test_layer_conversions(tmp_path):
+    assert layer_name("Fear") == "fear stimulus"
+    assert emotion_of_layer("fear stimulus") == "fear"
+    assert emotion_of_layer("awe stimulus [1]") == "awe"
+    assert emotion_of_layer("Labels") is None
+    assert emotion_of_layer("Labels", {"emosem": {"emotion": "sadness"}}) == "sadness"
+
+    s = AnnotationSession(np.random.default_rng(0).integers(0, 256, (60, 80, 3), dtype=np.uint8), autosave_dir=False)
+    s.apply_proposals([Proposal("fear", box(s.shape, 5, 30, 10, 40), 0.5, "draft fear")], source="model:test")
+    s.set_explanation("fear", "mine")
+    meta = layer_metadata(s["fear"], painting=s.digest)
+    data = s["fear"].mask.astype(np.uint8)
+    item = annotation_from_layer("whatever", data, meta, s.shape)
+    assert isinstance(item, EmotionAnnotation)
+    assert item.emotion == "fear" and item.explanation == "mine" and item.text_edited
+    assert item.source == "model:test" and np.array_equal(item.mask, s["fear"].mask)
+    # a layer painted in napari without this plugin: a person's annotation
+    plain = annotation_from_layer("anger stimulus", data * 3, {}, s.shape)
+    assert plain.source == HUMAN and plain.status == Status.ACCEPTED
+    with pytest.raises(EmoSEMError, match="painting's size"):
+        annotation_from_layer("fear stimulus", np.zeros((3, 3)), meta, s.shape)
+    # painted after the metadata was written (saved without the annotator): an edit
+    painted = data.copy()
+    painted[0, 0] = 1
+    assert not s["fear"].mask[0, 0]
+    assert annotation_from_layer("fear stimulus", painted, meta, s.shape).mask_edited
+    s.mark_no_stimulus("sadness")
+    no_meta = layer_metadata(s["sadness"], painting=s.digest)
+    assert annotation_from_layer("x", np.zeros(s.shape), no_meta, s.shape).status == Status.NO_STIMULUS
+    assert annotation_from_layer("x", painted, no_meta, s.shape).status == Status.ACCEPTED
+    rebuilt = session_from_layers(
+        s.image, [("fear stimulus", data, meta), ("points", data, {}), ("x", data, {})], autosave_dir=False
+    )
+    assert rebuilt.emotions() == ("fear",) and not rebuilt.dirty
 
 
 def test_get_reader_claims_datasets_only(dataset, tmp_path):

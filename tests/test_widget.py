@@ -6,12 +6,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from qtpy.QtCore import QTimer
+from qtpy.QtCore import Qt, QTimer
 from qtpy.QtWidgets import QApplication
 
+from napari_emosem._layers import CLICKS_LAYER, METADATA_KEY
 from napari_emosem._qt.settings import Settings
 from napari_emosem._widget import EmoSEMAnnotator
-from napari_emosem.annotation import METADATA_KEY, AnnotationSession, Status
+from napari_emosem.annotation import AnnotationSession, Status
 from napari_emosem.data import StimulusDataset
 from napari_emosem.image_io import load_image
 from napari_emosem.paintings import FOLDER as PAINTINGS
@@ -123,7 +124,7 @@ def test_refine_with_clicks_uses_the_cached_painting(annotator, qtbot):
     add_painting(viewer)
     widget.set_model("starter")
     widget.propose(["sadness"])
-    predictor = widget._holder._predictor
+    predictor = widget.controller.cache.loaded
     calls = []
     original = predictor.set_image
     predictor.set_image = lambda image: (calls.append(1), original(image))
@@ -139,7 +140,7 @@ def test_refine_with_clicks_uses_the_cached_painting(annotator, qtbot):
     # an "outside" click removes what is under it
     widget.add_click(r, c, inside=False)
     qtbot.waitUntil(lambda: not widget.session["sadness"].mask[r, c], timeout=10_000)
-    points = widget._clicks_layer
+    points = viewer.layers[CLICKS_LAYER]
     assert len(points.data) == 2 and points.features["inside"].tolist() == [True, False]
     # clicks belong to their emotion
     widget.propose(["awe"])
@@ -181,11 +182,11 @@ def test_decisions_export_and_dataset_folder_is_remembered(annotator, qtbot, tmp
     widget.set_model("starter")
     widget.propose(["fear", "awe", "sadness", "anger"])
     widget.select_emotion("fear")
-    qtbot.mouseClick(widget.accept_button, 1)
+    qtbot.mouseClick(widget.accept_button, Qt.LeftButton)
     widget.select_emotion("awe")
-    qtbot.mouseClick(widget.reject_button, 1)
+    qtbot.mouseClick(widget.reject_button, Qt.LeftButton)
     widget.select_emotion("sadness")
-    qtbot.mouseClick(widget.no_stimulus_button, 1)
+    qtbot.mouseClick(widget.no_stimulus_button, Qt.LeftButton)
     session = widget.session
     assert session["fear"].status == Status.ACCEPTED
     assert session["awe"].status == Status.REJECTED and widget.stimulus_layer("awe").opacity < 0.3
@@ -200,7 +201,7 @@ def test_decisions_export_and_dataset_folder_is_remembered(annotator, qtbot, tmp
     assert records["sadness"].no_stimulus
 
     widget.select_emotion("anger")
-    qtbot.mouseClick(widget.accept_button, 1)
+    qtbot.mouseClick(widget.accept_button, Qt.LeftButton)
     widget.export()  # the remembered folder, updated in place
     ds = StimulusDataset.open(root)
     assert len(ds.paintings) == 1

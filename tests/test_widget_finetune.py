@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from qtpy.QtCore import QTimer
+from qtpy.QtCore import Qt, QTimer
 from qtpy.QtWidgets import QApplication
 
 from napari_emosem._qt.settings import Settings
@@ -99,7 +99,7 @@ def test_fine_tune_uses_the_new_checkpoint_and_can_go_back(annotator, qtbot, tmp
     assert widget.model_spec == "starter" and widget.finetune_base == "tiny"  # starter is not trainable
 
     answer_dialog("Export first")
-    run_to_end(qtbot, widget, lambda: qtbot.mouseClick(widget.finetune_button, 1))
+    run_to_end(qtbot, widget, lambda: qtbot.mouseClick(widget.finetune_button, Qt.LeftButton))
     assert not widget.session.dirty  # exported before training
     pairs = sum(len(StimulusDataset.open(root).stimuli(p)) for p in StimulusDataset.open(root).paintings)
     (first,) = list_checkpoints()
@@ -152,10 +152,10 @@ def test_cancel_after_an_epoch_lists_its_checkpoint_but_keeps_the_model(annotato
     widget.epochs_spin.setValue(100)
     seen = {}
 
-    def on_step(step):
-        shown(step)
+    def on_step(step):  # each step, as the widget gets it
         if step.stage == "train" and "bar_total" not in seen:
-            seen["bar_total"] = widget._job.bar.total  # napari's progress bar: epochs × steps
+            seen["bar_total"] = widget.jobs.current.bar.total  # napari's progress bar: epochs × steps
+            seen["dock_total"] = widget.progress.maximum()  # the dock's, the same
             seen["steps"] = step.epochs * step.steps
             # meanwhile the annotator may go on with other paintings, but not run the model
             seen["controls"] = (widget.painting_combo.isEnabled(), widget.propose_button.isEnabled())
@@ -163,10 +163,10 @@ def test_cancel_after_an_epoch_lists_its_checkpoint_but_keeps_the_model(annotato
             seen["cancelled"] = True
             widget.cancel()
 
-    shown, widget._on_step = widget._on_step, on_step  # watch the steps as the widget gets them
+    widget.jobs.events.stepped.connect(on_step)
     widget.fine_tune()
     qtbot.waitUntil(lambda: not widget.busy, timeout=180_000)
-    assert seen.get("cancelled") and seen["bar_total"] == seen["steps"]
+    assert seen.get("cancelled") and seen["bar_total"] == seen["steps"] == seen["dock_total"]
     assert seen["controls"] == (True, False)
     assert widget.model_spec == "starter" and widget.settings.model in ("", "starter")
     (info,) = list_checkpoints()  # the finished epoch(s) were saved ...
@@ -184,11 +184,10 @@ def test_cancel_before_an_epoch_ends_changes_nothing(annotator, qtbot, tmp_path)
     widget.epochs_spin.setValue(100)
 
     def on_step(step):
-        shown(step)
         if step.stage == "start":
             widget.cancel()  # the worker is building the model: it stops at its next step
 
-    shown, widget._on_step = widget._on_step, on_step
+    widget.jobs.events.stepped.connect(on_step)
     widget.fine_tune()
     qtbot.waitUntil(lambda: not widget.busy, timeout=120_000)
     assert "nothing was changed" in widget.status_label.text()

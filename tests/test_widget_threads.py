@@ -3,19 +3,17 @@
 from __future__ import annotations
 
 import threading
-from pathlib import Path
 
 import numpy as np
 import pytest
 
+from napari_emosem._layers import METADATA_KEY, SPARE_NAME
 from napari_emosem._qt.settings import Settings
-from napari_emosem._qt.spares import SPARE_NAME
-from napari_emosem.emotions import EMOTIONS
-from napari_emosem.starter import StarterPredictor
 from napari_emosem._widget import EmoSEMAnnotator
-from napari_emosem.annotation import METADATA_KEY
+from napari_emosem.emotions import EMOTIONS
 from napari_emosem.image_io import load_image
 from napari_emosem.paintings import FOLDER as PAINTINGS
+from napari_emosem.starter import StarterPredictor
 
 pytestmark = pytest.mark.gui
 
@@ -146,9 +144,9 @@ def test_a_fine_tuned_checkpoint_is_the_default_and_embeddings_are_reused(make_n
     first = open_and_propose()
     assert first.session["awe"].source == f"model:{info.id}"
     assert "checkpoint" in first.status_label.text()
-    assert not first._holder._predictor.from_cache  # encoded once ...
+    assert not first.controller.cache.loaded.from_cache  # encoded once ...
     second = open_and_propose()
-    assert second._holder._predictor.from_cache  # ... and read back from the disk cache
+    assert second.controller.cache.loaded.from_cache  # ... and read back from the disk cache
 
 
 def test_proposed_masks_fill_spare_layers_made_ahead(annotator, qtbot):
@@ -158,8 +156,11 @@ def test_proposed_masks_fill_spare_layers_made_ahead(annotator, qtbot):
     widget.set_model("starter")
     widget.set_emotions(["fear", "awe", "sadness"])
     first = add_painting(viewer)
-    qtbot.waitUntil(lambda: len(widget._spares) == 3 and not widget.busy, timeout=60_000)
-    spares = [layer for layer in viewer.layers if layer.name.startswith(SPARE_NAME)]
+    def spare_layers():
+        return [layer for layer in viewer.layers if layer.name.startswith(SPARE_NAME)]
+
+    qtbot.waitUntil(lambda: len(spare_layers()) == 3 and not widget.busy, timeout=60_000)
+    spares = spare_layers()
     assert len(spares) == 3 and not any(layer.visible for layer in spares)
     assert viewer.layers.selection.active is first  # making them left the annotator's layer selected
     assert widget.session.emotions() == ()  # spares are no annotation
@@ -175,7 +176,7 @@ def test_proposed_masks_fill_spare_layers_made_ahead(annotator, qtbot):
     assert session.emotions() == ("awe", "fear", "sadness")
     layers = [widget.stimulus_layer(e) for e in session.emotions()]
     assert sum(any(layer is spare for spare in spares[1:]) for layer in layers) == 2  # one was made anew
-    for emotion, layer in zip(session.emotions(), layers):
+    for emotion, layer in zip(session.emotions(), layers, strict=True):
         assert layer.name == f"{emotion} stimulus" and layer.visible and layer.selected_label == 1
         assert np.array_equal(layer.data > 0, session[emotion].mask)
         assert layer.metadata[METADATA_KEY]["painting"] == session.digest

@@ -10,14 +10,19 @@ annotated most recently (the annotator's Dataset "Open…", ``emosem view --pain
 from __future__ import annotations
 
 import os
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from .annotation import METADATA_KEY, annotation_from_stimulus, passthrough_record
-from .errors import DatasetError
+import numpy as np
 
-ANNOTATIONS = "annotations.json"
+from ._layers import image_metadata, mask_to_labels, stimulus_layer_kwargs
+from .annotation import annotation_from_stimulus, passthrough_record
+from .data import StimulusDataset
+from .data.records import parse_time
+from .data.store import ANNOTATIONS
+from .errors import DatasetError
+from .image_io import image_digest
 
 
 def dataset_root(path: str | os.PathLike) -> Path | None:
@@ -44,12 +49,6 @@ def get_reader(path):
 
 def read_dataset(root: str | os.PathLike, painting: str | int | None = None) -> list[tuple[Any, dict, str]]:
     """Layer data for one painting of the dataset at ``root`` (default: the latest annotated)."""
-    import numpy as np
-
-    from ._qt.layers import mask_to_labels, stimulus_layer_kwargs
-    from .data import StimulusDataset
-    from .image_io import image_digest
-
     dataset = StimulusDataset.open(root)
     if not dataset.paintings:
         raise DatasetError(f"{dataset.root} holds no paintings yet; export one from the EmoSEM annotator first")
@@ -69,25 +68,21 @@ def read_dataset(root: str | os.PathLike, painting: str | int | None = None) -> 
             continue
         kwargs = stimulus_layer_kwargs(item, painting=digest)
         layers.append((mask_to_labels(item.mask), kwargs, "labels"))
-    image_meta = {
-        METADATA_KEY: {
-            "dataset": str(dataset.root),
-            "file_name": chosen.file_name,
-            "source_path": str(dataset.image_path(chosen)),
-            "metadata": dict(chosen.metadata),
-            "passthrough": passthrough,
-            "painting": digest,
-        }
-    }
+    image_meta = image_metadata(
+        dataset=str(dataset.root),
+        file_name=chosen.file_name,
+        source_path=str(dataset.image_path(chosen)),
+        metadata=dict(chosen.metadata),
+        passthrough=passthrough,
+        painting=digest,
+    )
     image = (np.asarray(rgb), {"name": chosen.name, "rgb": True, "metadata": image_meta}, "image")
     return [image, *layers]
 
 
 def _latest(dataset):
     """The painting whose records were modified last, else the last one."""
-    from .data.records import parse_time
-
-    never = datetime.min.replace(tzinfo=timezone.utc)
+    never = datetime.min.replace(tzinfo=UTC)
     best, best_time = None, never
     for painting in dataset.paintings:
         times = [parse_time(s.modified or s.created) or never for s in dataset.stimuli(painting)]

@@ -3,29 +3,30 @@ paintings the project generates (see :mod:`napari_emosem.samples`)."""
 
 from __future__ import annotations
 
+from ._layers import image_metadata
+from .image_io import load_image
+from .paintings import CEZANNE, painting_path
+from .samples import landscape as make_landscape
+from .samples import storm as make_storm
+
 
 def landscape():
-    from .samples import landscape as make
-
-    return [(make(), {"name": "sunny valley", "rgb": True}, "image")]
+    return [(make_landscape(), {"name": "sunny valley", "rgb": True}, "image")]
 
 
 def storm():
-    from .samples import storm as make
-
-    return [(make(), {"name": "storm at sea", "rgb": True}, "image")]
+    return [(make_storm(), {"name": "storm at sea", "rgb": True}, "image")]
 
 
 def _cezanne(key: str):
-    from .annotation import METADATA_KEY
-    from .image_io import load_image
-    from .paintings import CEZANNE, painting_path
-
     path = painting_path(key)
     file_name, title = CEZANNE[key]
     # the annotator exports the file as is, under its own name, with the painting's metadata
-    meta = {METADATA_KEY: {"source_path": str(path), "file_name": file_name,
-                           "metadata": {"artist": "Paul Cézanne", "title": title.split(" (")[0]}}}
+    meta = image_metadata(
+        source_path=str(path),
+        file_name=file_name,
+        metadata={"artist": "Paul Cézanne", "title": title.split(" (")[0]},
+    )
     return [(load_image(path), {"name": path.stem, "rgb": True, "metadata": meta}, "image")]
 
 

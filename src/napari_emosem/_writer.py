@@ -13,10 +13,9 @@ import os
 from pathlib import Path
 from typing import Any
 
-from .annotation import METADATA_KEY, AnnotationSession
+from ._layers import painting_info, session_from_layers
+from .data.store import ANNOTATIONS
 from .errors import EmoSEMError
-
-ANNOTATIONS = "annotations.json"
 
 
 def dataset_folder_for(path: str | os.PathLike) -> Path:
@@ -39,22 +38,22 @@ def write_dataset(path: str, layer_data: list[tuple[Any, dict, str]]) -> list[st
     image, image_meta = images[0]
     if isinstance(image, list):  # multiscale: the full-resolution level
         image = image[0]
-    emosem = (image_meta.get("metadata") or {}).get(METADATA_KEY) or {}
+    info = painting_info(image_meta.get("metadata"))
     name = str(image_meta.get("name") or "painting")
     labels = [
         (str(meta.get("name", "")), data, meta.get("metadata") or {})
         for data, meta, kind in layer_data
         if kind == "labels"
     ]
-    session = AnnotationSession.from_layers(
+    session = session_from_layers(
         image,
         labels,
-        file_name=emosem.get("file_name") or f"{name}.png",
-        source_path=emosem.get("source_path"),
-        metadata=emosem.get("metadata") or None,
+        file_name=info.file_name or f"{name}.png",
+        source_path=info.source_path,
+        metadata=info.metadata,
+        passthrough=info.passthrough,
         autosave_dir=False,
     )
-    session.passthrough = [dict(r) for r in emosem.get("passthrough") or []]
     root = dataset_folder_for(path)
     session.export(root)
     return [str(root / ANNOTATIONS)]

@@ -7,8 +7,8 @@ with software OpenGL on 2 cores, see ``benchmarks/bench_responsiveness.py``), bu
 layers named :data:`SPARE_NAME`, made one per event-loop turn when a painting is chosen, and a
 proposal turns a spare into its "<emotion> stimulus" layer instead of adding a new one.
 
-Spares belong to no painting and carry no annotation: their name is no emotion's, so the widget,
-the reader and the writer ignore them. Deleting one is harmless.
+Spares belong to no painting and carry no annotation: their name is no emotion's, so the
+annotator, the reader and the writer ignore them. Deleting one is harmless.
 """
 
 from __future__ import annotations
@@ -16,8 +16,9 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from napari.utils.colormaps import DirectLabelColormap
 
-SPARE_NAME = "EmoSEM spare"
+from .._layers import SPARE_NAME
 
 
 class SparePool:
@@ -35,8 +36,6 @@ class SparePool:
 
     def make_one(self, *, scale=None, translate=None) -> Any:
         """Add one spare (hidden, 1×1), leaving the layer selection as it was."""
-        from napari.utils.colormaps import DirectLabelColormap
-
         layers = self.viewer.layers
         active, selected = layers.selection.active, list(layers.selection)
         kwargs: dict[str, Any] = {"name": SPARE_NAME, "visible": False}
@@ -93,8 +92,8 @@ def dress(layer, data: np.ndarray, kwargs: dict[str, Any], *, layers=None, above
             setattr(layer, key, kwargs[key])
     layer.data = data
     layer.selected_label = 1
-    if layers is not None and above is not None and above in layers:
-        if layers.index(layer) < layers.index(above):
-            layers.move(layers.index(layer), len(layers))
+    below = layers is not None and above is not None and above in layers and layers.index(layer) < layers.index(above)
+    if below:
+        layers.move(layers.index(layer), len(layers))
     if reveal:
         layer.visible = True

@@ -7,6 +7,7 @@ import os
 import sys
 from pathlib import Path
 
+from ..devices import DEVICES
 from ..errors import EmoSEMError
 
 
@@ -27,7 +28,7 @@ def register(subparsers) -> None:
         default=None,
         help="starter, tiny, vit_b, vit_l, vit_h or a checkpoint folder (default: the annotator's setting)",
     )
-    parser.add_argument("--device", default=None, choices=("auto", "cpu", "cuda", "mps"), help="where the model runs")
+    parser.add_argument("--device", default=None, choices=DEVICES, help="where the model runs")
     parser.add_argument("--painting", default=None, help="which painting of a dataset to open (file name or id)")
     parser.add_argument("--dataset", default=None, help="dataset folder the annotator exports to")
     parser.set_defaults(func=run)
@@ -60,9 +61,11 @@ def open_viewer(
     for path in paths:
         if not Path(path).exists():
             raise EmoSEMError(f"{path}: no such file or folder")
+    # only now: every `emosem` command registers this one, and napari and Qt take seconds to import
     import napari
 
-    from .._reader import dataset_root, read_dataset
+    from .._layers import image_metadata
+    from .._reader import dataset_root
     from ..image_io import load_image
 
     own_viewer = viewer is None
@@ -74,21 +77,20 @@ def open_viewer(
             widget.set_model(model)
         if device:
             widget.set_device(device)
-        if dataset:
-            widget.dataset_edit.setText(dataset)
         for path in paths:
             root = dataset_root(path)
             if root is not None:
-                for data, kwargs, kind in read_dataset(root, painting):
-                    getattr(viewer, f"add_{kind}")(data, **kwargs)
+                if widget.open_dataset(root, painting) is None:
+                    raise EmoSEMError(widget.last_error or f"{root}: cannot open this dataset")
             else:
-                rgb = load_image(path)
                 viewer.add_image(
-                    rgb,
+                    load_image(path),
                     name=Path(path).stem,
                     rgb=True,
-                    metadata={"emosem": {"source_path": str(Path(path).resolve())}},
+                    metadata=image_metadata(source_path=str(Path(path).resolve())),
                 )
+        if dataset:
+            widget.set_dataset_folder(dataset)
     except BaseException:
         if own_viewer:
             viewer.close()

@@ -1,0 +1,406 @@
+"""What the annotator can do, without any widget: the controller the panels and key bindings call.
+
+It holds the annotator's state besides the annotations themselves (those are the sessions'): the
+current painting (:class:`~napari_emosem._qt.paintings.Paintings`), the selected emotion, the
+emotions ticked for the next Propose, the model and device, the dataset folder, and whether a
+background job runs (:class:`~napari_emosem._qt.jobs.JobRunner`). Every action is a public method;
+what changes is announced on :attr:`AnnotatorController.events`, which the panels observe. Errors
+a user can cause become one line on ``events.error``, never an exception.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Iterable, Sequence
+
+from psygnal import Signal, SignalGroup
+from qtpy.QtCore import QTimer
+
+from ..annotation import AnnotationSession, Status
+from ..devices import DEVICES
+from ..emotions import EMOTIONS
+from ..errors import EmoSEMError
+from ..predictor_cache import PredictorCache
+from .binder import LayerBinder
+from .clicking import ClickRefinement
+from .dataset_folder import DatasetFolder
+from .jobs import ExplainJob, Job, JobRunner, LoadJob, ProposeJob, RefineJob
+from .jobs.queue import WaitingActions
+from .models import default_model, user_checkpoints
+from .paintings import Paintings, describe
+from .settings import Settings
+
+#: how often the autosave timer looks for unsaved edits (each session saves at most every
+#: ``autosave_seconds``)
+AUTOSAVE_TICK_MS = 5000
+
+#: ``ask(title, text, choices, default) -> choice``: a question to the annotator
+Ask = Callable[[str, str, Sequence[str], str], str]
+
+
+class ControllerEvents(SignalGroup):
+    selection = Signal(object)  # the selected emotion, or None
+    ticked = Signal(tuple)  # the emotions the next Propose is for
+    busy = Signal(bool)  # a job started or ended (see AnnotatorController.busy)
+    model = Signal(str)  # the model spec in use
+    device = Signal(str)
+    dataset_folder = Signal(str)
+    #: the fine-tuned checkpoints on disk changed (a run ended)
+    checkpoints = Signal()
+    #: the current painting's autosave, to offer back (None: nothing to offer)
+    autosave_offer = Signal(object)
+    clicking = Signal(bool)  # refine-with-clicks mode on or off
+    status = Signal(str)
+    error = Signal(str, bool)  # message, and whether napari should notify too
+
+
+class AnnotatorController:
+    """The annotator's state and actions for one napari viewer.
+
+    Parameters
+    ----------
+    viewer
+        The napari viewer.
+    settings
+        The plugin settings (model, device, dataset folder, annotator, autosave interval).
+    synchronous
+        Run model work on the GUI thread (deterministic tests).
+    predictor_loader
+        ``loader(spec, device=...) -> Predictor`` (default :func:`napari_emosem.loading.load_predictor`).
+    ask
+        Asks the annotator a question (default: the default answer, as in a script).
+    """
+
+    def __init__(self, viewer, settings: Settings, *, synchronous: bool, predictor_loader=None, ask: Ask | None = None):
+        self.viewer = viewer
+        self.settings = settings
+        self.synchronous = synchronous
+        self.ask: Ask = ask or (lambda title, text, choices, default: default)
+        self.events = ControllerEvents()
+        self.cache = PredictorCache(predictor_loader)
+        self.jobs = JobRunner(synchronous=synchronous)
+        self.binder = LayerBinder(viewer, synchronous=synchronous, spares_for=lambda: self.ticked)
+        self.paintings = Paintings(viewer, self.binder, settings)
+        self.selected_emotion: str | None = None
+        self.ticked: tuple[str, ...] = EMOTIONS
+        self.model_spec = default_model(settings.model, user_checkpoints())
+        self.device = settings.device if settings.device in DEVICES else "auto"
+        self.last_error: str | None = None
+        self.dataset = DatasetFolder(self)
+        self.waiting = WaitingActions()
+        self.clicks = ClickRefinement(self)
+        self._autosave_timer = QTimer()
+        self._autosave_timer.setInterval(AUTOSAVE_TICK_MS)
+        self._autosave_timer.timeout.connect(self.autosave_now)
+        self._connect()
+
+    def _connect(self) -> None:
+        binder = self.binder
+        binder.events.images_changed.connect(self._on_images_changed)
+        binder.events.image_removed.connect(self._on_image_removed)
+        binder.events.image_activated.connect(self._on_image_activated)
+        binder.events.emotion_activated.connect(self._on_emotion_activated)
+        binder.events.emotion_layer_removed.connect(self._on_emotion_layer_removed)
+        binder.events.error.connect(self.error)
+        self.jobs.events.status.connect(self.status)
+        self.jobs.events.failed.connect(self.error)
+        self.jobs.events.started.connect(self._on_job_started)
+        self.jobs.events.finished.connect(self._on_job_finished)
+        self._autosave_timer.start()
+        QTimer.singleShot(0, self.preload)
+
+    # State --------------------------------------------------------------------------------------
+
+    @property
+    def session(self) -> AnnotationSession | None:
+        """The annotation of the current painting."""
+        return self.paintings.session
+
+    @property
+    def busy(self) -> bool:
+        """True while a job runs or starts (or a proposal waits for the model to load)."""
+        return self.jobs.busy or self.waiting.busy
+
+    @property
+    def painting_locked(self) -> bool:
+        """A job working on the current painting keeps it current (training reads the datasets on
+        disk: annotating another painting meanwhile is fine)."""
+        job = self.jobs.current
+        return self.busy and (job is None or job.holds_painting)
+
+    def status(self, text: str) -> None:
+        self.events.status.emit(text)
+
+    def error(self, text: str, notify: bool = True) -> None:
+        self.last_error = text
+        self.events.error.emit(text, notify)
+
+    def require_session(self) -> AnnotationSession | None:
+        """The current session with every brush stroke in it; an error line when there is none."""
+        self.binder.flush()
+        if self.session is None:
+            self.error("open a painting (an Image layer) first")
+        return self.session
+
+    # Paintings ----------------------------------------------------------------------------------
+
+    def set_painting(self, layer) -> AnnotationSession | None:
+        """Annotate the painting in Image ``layer`` (None: no painting)."""
+        if layer is self.paintings.image_layer and (layer is None or self.session is not None):
+            return self.session
+        self.binder.flush()
+        self.selected_emotion = None
+        try:
+            session = self.paintings.switch(layer)
+        except EmoSEMError as exc:
+            self.error(f"{layer.name}: {exc}")
+            return None
+        self.events.selection.emit(None)
+        if session is not None:
+            # a painting opened from a dataset proposes that folder, unless one is chosen already
+            if session.exported_to is not None and not self.dataset.path.strip():
+                self.dataset.set(session.exported_to)
+            self._offer_autosave()
+            self.status(f"{layer.name}: {describe(session)}")
+        return session
+
+    def _on_images_changed(self) -> None:
+        current = self.paintings.image_layer
+        if current is None or current not in self.viewer.layers:
+            layers = self.paintings.image_layers()
+            self.set_painting(layers[-1] if layers else None)
+        self.paintings.events.paintings.emit()
+
+    def _on_image_removed(self, layer) -> None:
+        self.paintings.drop(layer)
+
+    def _on_image_activated(self, layer) -> None:
+        if not self.painting_locked:
+            self.set_painting(layer)
+
+    def _on_emotion_layer_removed(self, emotion: str) -> None:
+        # deleting a stimulus layer discards that emotion, unless the whole painting is being
+        # closed (its image goes too): decided once the removals are over
+        image, session = self.paintings.image_layer, self.session
+        if session is not None:
+            QTimer.singleShot(0, functools.partial(self._forget_if_open, image, session, emotion))
+
+    def _forget_if_open(self, image_layer, session: AnnotationSession, emotion: str) -> None:
+        still_open = self.paintings.is_open(image_layer, session)
+        if still_open and (self.binder.layer(emotion) is None or session is not self.session):
+            session.remove(emotion)
+
+    def _offer_autosave(self) -> None:
+        try:
+            self.events.autosave_offer.emit(self.paintings.autosave_offer())
+        except EmoSEMError as exc:
+            self.error(str(exc))
+
+    def restore_autosave(self) -> AnnotationSession | None:
+        """Replace the current painting's annotation by its autosave."""
+        if self.session is None:
+            return None
+        try:
+            restored = self.paintings.restore()
+        except EmoSEMError as exc:
+            self.error(str(exc))
+            return None
+        self.events.autosave_offer.emit(None)
+        if restored is None:
+            self.status("there is no autosave for this painting any more")
+            return None
+        self.status(f"restored the autosave: {describe(restored)}")
+        return restored
+
+    def discard_autosave(self) -> None:
+        """Delete the current painting's autosave (keeps what is on screen)."""
+        if self.session is not None:
+            self.session.discard_autosave()
+        self.events.autosave_offer.emit(None)
+        self.status("autosave discarded")
+
+    def autosave_now(self, *, force: bool = False) -> None:
+        """Autosave every painting with unexported edits (a timer calls this)."""
+        for problem in self.paintings.autosave_all(force=force):
+            self.error(problem)
+
+    def unexported(self) -> list[AnnotationSession]:
+        """Sessions with edits that are not in a dataset yet."""
+        return self.paintings.unexported()
+
+    # Emotions, decisions, text ------------------------------------------------------------------
+
+    def set_emotions(self, emotions: Iterable[str]) -> None:
+        """Tick exactly ``emotions`` for the next Propose."""
+        wanted = set(emotions)
+        self.ticked = tuple(e for e in EMOTIONS if e in wanted)
+        self.events.ticked.emit(self.ticked)
+
+    def select_emotion(self, emotion: str, *, activate_layer: bool = True) -> None:
+        """Make ``emotion`` the one the text box, decisions and clicks apply to."""
+        if emotion not in EMOTIONS:
+            raise EmoSEMError(f"unknown emotion {emotion!r}")
+        self.selected_emotion = emotion
+        if activate_layer:
+            self.binder.activate(emotion)
+        self.events.selection.emit(emotion)
+
+    def _on_emotion_activated(self, emotion: str) -> None:
+        if emotion != self.selected_emotion:
+            self.select_emotion(emotion, activate_layer=False)
+
+    def set_explanation(self, text: str, emotion: str | None = None) -> None:
+        """The annotator's explanation of ``emotion`` (default: the selected one)."""
+        emotion = emotion or self.selected_emotion
+        if self.session is not None and emotion is not None:
+            self.session.set_explanation(emotion, text)
+
+    def decide(self, status: Status, emotion: str | None = None) -> None:
+        """Accept, reject or mark "no stimulus" (pressing the current decision again undoes it)."""
+        session = self.require_session()
+        emotion = emotion or self.selected_emotion
+        if session is None or emotion is None:
+            return
+        status = Status(status)
+        if emotion not in session and status != Status.NO_STIMULUS:
+            self.error(f"{emotion} is not annotated yet: propose it or paint it first")
+            return
+        item = session.get(emotion)
+        if item is not None and item.status == status:
+            session.reopen(emotion)
+        elif status == Status.ACCEPTED:
+            session.accept(emotion)
+        elif status == Status.REJECTED:
+            session.reject(emotion)
+        else:
+            session.mark_no_stimulus(emotion)
+        self.status(f"{emotion}: {session[emotion].status.value}")
+
+    # Model --------------------------------------------------------------------------------------
+
+    def set_model(self, spec: str) -> None:
+        """Use ``spec`` (a preset or a checkpoint folder) for the next proposals, from now on."""
+        self.model_spec = str(spec).strip() or "starter"
+        self.settings.model = self.model_spec  # an explicit choice (even "starter") wins over the newest
+        self.events.model.emit(self.model_spec)
+        self.preload()
+
+    def set_device(self, device: str) -> None:
+        self.device = self.settings.device = device
+        self.events.device.emit(device)
+        self.preload()
+
+    def preload(self) -> None:
+        """Load the chosen model in a worker now (when the annotator opens or the model changes).
+
+        Threaded mode only: tests that run synchronously load on first use.
+        """
+        if self.synchronous:
+            return
+        if self.jobs.busy:
+            self.waiting.wait("load", lambda ended: self.preload())  # a waiting proposal waits for it too
+            return
+        self.run(LoadJob(self, self.cache, None))
+
+    def propose(self, emotions=None, *, replace_protected: bool | None = None, explain: bool = True):
+        """Propose masks and explanation drafts for ``emotions`` (default: the ticked ones).
+
+        What a person reviewed is kept unless ``replace_protected``; None asks. Returns the job
+        (already finished when synchronous), or None if nothing was started.
+        """
+        session = self.require_session()
+        if session is None:
+            return None
+        current = self.jobs.current
+        if self.busy and not isinstance(current, LoadJob):
+            self.status("busy: wait for the running task or cancel it")
+            return None
+        emotions = list(emotions) if emotions is not None else list(self.ticked)
+        if not emotions:
+            self.error("tick at least one emotion to propose")
+            return None
+        protected = session.protected(emotions)
+        if protected and replace_protected is None:
+            choice = self.ask(
+                "Replace your work?",
+                f"You edited or decided: {', '.join(protected)}.\nReplace them with new proposals?",
+                ["Keep mine", "Replace", "Cancel"],
+                "Keep mine",
+            )
+            if choice == "Cancel":
+                return None
+            replace_protected = choice == "Replace"
+        if self.busy:  # the model is still loading: propose as soon as it is ready
+            replace = bool(replace_protected)
+
+            def propose_when_loaded(ended: Job) -> None:
+                if not ended.cancelled:
+                    self.propose(emotions, replace_protected=replace, explain=explain)
+
+            self.waiting.wait("propose", propose_when_loaded, busy=True)
+            self.status("the model is loading; proposing as soon as it is ready…")
+            return None
+        replace = bool(replace_protected)
+        return self.run(ProposeJob(self, self.cache, session, emotions, replace_protected=replace, explain=explain))
+
+    def refine(self, emotion: str | None = None):
+        """Re-decode ``emotion``'s mask (default: the selected one) with its clicks."""
+        session = self.require_session()
+        emotion = emotion or self.selected_emotion
+        if session is None or emotion is None:
+            return None
+        if self.busy:
+            self.waiting.wait("refine", lambda ended: self.clicks.refine_soon())
+            return None
+        points, labels = self.clicks.clicks(emotion)
+        if len(points) == 0:
+            self.status("add a click on the painting first (green: inside, red: outside)")
+            return None
+        return self.run(RefineJob(self, self.cache, session, emotion, points, labels))
+
+    def draft_explanation(self, emotion: str | None = None):
+        """Ask the model for an explanation of ``emotion``'s current mask."""
+        session = self.require_session()
+        emotion = emotion or self.selected_emotion
+        if session is None or emotion is None or self.busy:
+            return None
+        item = session.get(emotion)
+        if item is None or not item.mask.any():
+            self.error(f"the {emotion} mask is empty: draw the stimulus first, then draft its explanation")
+            return None
+        return self.run(ExplainJob(self, self.cache, session, emotion))
+
+    def cancel(self) -> None:
+        """Stop the running job at its next step (masks already shown are kept)."""
+        if self.jobs.cancel():
+            self.status("cancelling…")
+
+    def run(self, job: Job) -> Job:
+        """Start ``job`` (the caller checked that nothing else runs)."""
+        return self.jobs.start(job)
+
+    def _on_job_started(self, job: Job) -> None:
+        self.binder.hold_spares = job.fills_layers
+        self.events.busy.emit(True)
+
+    def _on_job_finished(self, job: Job) -> None:
+        self.binder.hold_spares = False
+        self.binder.schedule_spares()
+        self.waiting.run_next(job)
+        self.events.busy.emit(self.busy)
+
+    # Closing ------------------------------------------------------------------------------------
+
+    def shutdown(self, timeout_ms: int = 60_000) -> None:
+        """Stop timers and background work (unexported work is autosaved)."""
+        self._autosave_timer.stop()
+        self.clicks.stop_timer()
+        self.waiting.clear()
+        try:
+            self.autosave_now(force=True)
+        except Exception as exc:  # never block closing
+            self.last_error = f"autosave failed: {exc}"
+        problem = self.jobs.shutdown(timeout_ms)
+        if problem:
+            self.last_error = problem
+        self.binder.close()

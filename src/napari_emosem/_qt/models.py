@@ -1,0 +1,41 @@
+"""Which models the annotator offers, and which one it starts with (no Qt here)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..checkpoint import CheckpointInfo, list_checkpoints, resolve_checkpoint_dir
+from ..errors import EmoSEMError
+from ..loading import MODEL_CHOICES
+
+#: the presets the Model list offers after the user's checkpoints (the core's one list)
+MODEL_PRESETS = MODEL_CHOICES
+#: presets Fine-tune can start from (starter has no trainable weights); tiny first: it trains on a CPU
+FINETUNE_BASES = ("tiny", "vit_b")
+#: the Fine-tune epochs box's initial value (``TrainConfig``'s default; early stopping ends sooner)
+FINETUNE_EPOCHS = 20
+
+
+def user_checkpoints() -> list[CheckpointInfo]:
+    """The user's fine-tuned checkpoints, newest first ([] when the folder cannot be read)."""
+    try:
+        return list_checkpoints()
+    except (OSError, EmoSEMError):
+        return []
+
+
+def default_model(remembered: str, checkpoints: list[CheckpointInfo]) -> str:
+    """The model to open with: the one chosen last, else the newest fine-tuned checkpoint, else
+    the cold-start starter. A remembered checkpoint that was deleted since does not count."""
+    remembered = (remembered or "").strip()
+    if remembered and (remembered in MODEL_PRESETS or Path(remembered).expanduser().exists()):
+        return remembered
+    return str(checkpoints[0].path) if checkpoints else "starter"
+
+
+def same_checkpoint(spec: str, other: str) -> bool:
+    """Do two specs name the same checkpoint folder (written another way: relative, "~", a run
+    folder for its best/)?"""
+    if spec in MODEL_PRESETS or other in MODEL_PRESETS:
+        return spec == other
+    return resolve_checkpoint_dir(spec).resolve() == Path(other).expanduser().resolve()
