@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 PAINTING ?= src/napari_emosem/paintings/madame-cezanne-in-blue-1890.jpg
 OUT ?= emosem-demo
 
-.PHONY: setup demo test system-deps bench screenshot clean
+.PHONY: setup demo test lint system-deps bench screenshot clean
 
 # One environment for the tool and its tests; torch pinned by constraints.txt.
 $(VENV)/.installed: pyproject.toml constraints.txt
@@ -23,6 +23,10 @@ demo: setup
 # Every test, napari's included, under a virtual X server.
 test: setup system-deps
 	xvfb-run -a -s "-screen 0 1600x1000x24" $(PY) -m pytest -q
+
+# The linter, configured in pyproject.toml ([tool.ruff]).
+lint: setup
+	$(VENV)/bin/ruff check src tests benchmarks scripts
 
 system-deps:
 	@scripts/install-system-deps
