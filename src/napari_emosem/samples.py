@@ -10,6 +10,10 @@ that they have texture, like a painting rather than a vector drawing.
 from __future__ import annotations
 
 import numpy as np
+from skimage.draw import line_aa, polygon
+
+from .errors import EmoSEMError
+from .image_io import MIN_SIDE
 
 #: The scenes :func:`painting` knows, by name.
 SCENES = ("landscape", "storm")
@@ -21,8 +25,6 @@ def painting(scene: str = "landscape", *, height: int = 600, width: int = 800, s
         return landscape(height=height, width=width, seed=seed)
     if scene == "storm":
         return storm(height=height, width=width, seed=seed)
-    from .errors import EmoSEMError
-
     raise EmoSEMError(f"unknown sample scene {scene!r}: choose from {', '.join(SCENES)}")
 
 
@@ -54,14 +56,13 @@ def landscape(*, height: int = 600, width: int = 800, seed: int = 0) -> np.ndarr
         (0.72, 0.05, (60, 125, 55), 0.0),
     ):
         phase = rng.uniform(0, 2 * np.pi)
-        ridge = base - amp * (0.6 * np.sin(2 * np.pi * (1.3 * cols + phase / 6)) + 0.4 * np.sin(2 * np.pi * 3.1 * cols + phase))
+        waves = 0.6 * np.sin(2 * np.pi * (1.3 * cols + phase / 6)) + 0.4 * np.sin(2 * np.pi * 3.1 * cols + phase)
+        ridge = base - amp * waves
         below = rows >= ridge
         shade = _mix(colour, tuple(min(255, c + 40) for c in colour), (1.0 - rows) * far + 0.2)
         canvas = np.where(below[..., None], shade, canvas)
 
     # A winding ochre path from the foreground to the middle distance.
-    from skimage.draw import polygon
-
     centre = 0.45 + 0.12 * np.sin(np.linspace(0, np.pi, 60))
     ys = np.linspace(1.0, 0.66, 60)
     half = np.linspace(0.12, 0.01, 60)
@@ -100,21 +101,7 @@ def storm(*, height: int = 600, width: int = 800, seed: int = 0) -> np.ndarray:
         colour = rng.choice([(60, 60, 75), (80, 70, 95), (110, 110, 120)])
         _ellipse(canvas, r, c, rng.uniform(0.05, 0.12) * h, rng.uniform(0.1, 0.25) * w, tuple(colour), soft=True)
 
-    # Lightning: a jagged bright line from the clouds to the sea.
-    from skimage.draw import line_aa
-
-    r0, c0 = 0.08 * h, 0.3 * w
-    for _ in range(7):
-        r1, c1 = r0 + rng.uniform(0.04, 0.08) * h, c0 + rng.uniform(-0.04, 0.04) * w
-        for off in range(-1, 2):
-            rr, cc, val = line_aa(int(r0), int(c0) + off, int(min(r1, horizon * h)), int(c1) + off)
-            keep = (rr >= 0) & (rr < h) & (cc >= 0) & (cc < w)
-            canvas[rr[keep], cc[keep]] = canvas[rr[keep], cc[keep]] * (1 - val[keep, None]) + np.array(
-                (250, 250, 210), np.float32
-            ) * val[keep, None]
-        r0, c0 = r1, c1
-        if r0 >= horizon * h:
-            break
+    _lightning(canvas, rng, horizon)
 
     # Sea: dark green-black waves with pale crests.
     wave = horizon + 0.01 * np.sin(2 * np.pi * 9 * cols)
@@ -128,17 +115,40 @@ def storm(*, height: int = 600, width: int = 800, seed: int = 0) -> np.ndarray:
         band = sea & (np.abs(rows - crest) < 0.002 + 0.0025 * k / 9)
         canvas[np.broadcast_to(band, (h, w))] = (170, 190, 185)
 
-    # Lighthouse on a rock at the right.
-    _ellipse(canvas, 0.62 * h, 0.85 * w, 0.06 * h, 0.12 * w, (45, 40, 35), rows_from=None)
-    from skimage.draw import polygon
+    _lighthouse_and_boat(canvas)
 
+    return _brushwork(canvas, rng)
+
+
+# Helpers -----------------------------------------------------------------------------------------
+
+
+def _lightning(canvas: np.ndarray, rng: np.random.Generator, horizon: float) -> None:
+    """A jagged bright line from the clouds down to the sea."""
+    h, w = canvas.shape[:2]
+    r0, c0 = 0.08 * h, 0.3 * w
+    for _ in range(7):
+        r1, c1 = r0 + rng.uniform(0.04, 0.08) * h, c0 + rng.uniform(-0.04, 0.04) * w
+        for off in range(-1, 2):
+            rr, cc, val = line_aa(int(r0), int(c0) + off, int(min(r1, horizon * h)), int(c1) + off)
+            keep = (rr >= 0) & (rr < h) & (cc >= 0) & (cc < w)
+            canvas[rr[keep], cc[keep]] = canvas[rr[keep], cc[keep]] * (1 - val[keep, None]) + np.array(
+                (250, 250, 210), np.float32
+            ) * val[keep, None]
+        r0, c0 = r1, c1
+        if r0 >= horizon * h:
+            break
+
+
+def _lighthouse_and_boat(canvas: np.ndarray) -> None:
+    """A lighthouse on a rock at the right; a small boat tossed on the waves, with a torn sail."""
+    h, w = canvas.shape[:2]
+    _ellipse(canvas, 0.62 * h, 0.85 * w, 0.06 * h, 0.12 * w, (45, 40, 35), rows_from=None)
     tower_r = np.array([0.58, 0.30, 0.30, 0.58]) * h
     tower_c = np.array([0.82, 0.835, 0.865, 0.88]) * w
     rr, cc = polygon(tower_r, tower_c, shape=(h, w))
     canvas[rr, cc] = (225, 220, 205)
     _ellipse(canvas, 0.29 * h, 0.85 * w, 0.025 * h, 0.03 * w, (255, 220, 120), soft=True)
-
-    # A small boat tossed on the waves, with a torn sail.
     boat_r, boat_c = 0.74 * h, 0.35 * w
     hull_r = np.array([0.0, 0.0, 0.03, 0.03]) * h + boat_r
     hull_c = np.array([-0.06, 0.06, 0.04, -0.04]) * w + boat_c
@@ -149,18 +159,9 @@ def storm(*, height: int = 600, width: int = 800, seed: int = 0) -> np.ndarray:
     rr, cc = polygon(sail_r, sail_c, shape=(h, w))
     canvas[rr, cc] = (200, 185, 150)
 
-    return _brushwork(canvas, rng)
-
-
-# Helpers -----------------------------------------------------------------------------------------
-
 
 def _check_size(height: int, width: int) -> None:
-    from .image_io import MIN_SIDE
-
     if min(height, width) < MIN_SIDE:
-        from .errors import EmoSEMError
-
         raise EmoSEMError(f"a sample painting needs at least {MIN_SIDE} px per side, not {height} × {width}")
 
 
@@ -205,7 +206,7 @@ def _brushwork(canvas: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     jitter = rng.normal(0, 9, (n, 3)).astype(np.float32)
     lengths = rng.uniform(0.6, 1.4, n) * length
     half = int(np.ceil(length * 1.4)) + 1
-    for r, c, a, j, ln in zip(rs, cs, angles, jitter, lengths):
+    for r, c, a, j, ln in zip(rs, cs, angles, jitter, lengths, strict=True):
         colour = canvas[int(r), int(c)] + j
         ca, sa = np.cos(a), np.sin(a)
         r0, r1 = max(0, int(r) - half), min(h, int(r) + half + 1)
