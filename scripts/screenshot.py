@@ -57,7 +57,7 @@ def main(argv=None) -> int:
 
     from napari.settings import get_settings
 
-    # only errors as toasts (napari's PyQt5 deprecation notice would sit over the painting);
+    # only errors as toasts (a notice, such as napari's about a deprecated Qt binding, would sit over the painting);
     # these settings live in the scratch folder
     get_settings().application.gui_notification_level = "error"
     viewer = napari.Viewer(title="napari-emosem — EmoSEM annotator", show=True)
