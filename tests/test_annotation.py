@@ -89,6 +89,18 @@ def test_reproposing_keeps_the_annotators_work_unless_told(tmp_path):
     assert s["awe"].status == Status.ACCEPTED  # never touched by a proposal for another emotion
 
 
+def test_no_stimulus_on_an_empty_draft_is_kept_by_a_new_proposal(tmp_path):
+    """The model proposed nothing for fear, the annotator said "no stimulus": nothing of the draft
+    was edited, so only that decision protects it from the next proposal."""
+    s = session_with(tmp_path)
+    s.apply_proposals([Proposal("fear", np.zeros(s.shape, bool), 0.1, "")], source="model:test")
+    s.mark_no_stimulus("fear")
+    assert not s["fear"].edited and s["fear"].from_model and s["fear"].reviewed
+    assert s.protected(["fear"]) == ["fear"]
+    assert propose(s, "fear", text="second") == []
+    assert s["fear"].status == Status.NO_STIMULUS and not s["fear"].mask.any()
+
+
 def test_painting_a_proposal_marks_it_edited_and_keeps_its_source(tmp_path):
     s = session_with(tmp_path)
     propose(s, "fear")

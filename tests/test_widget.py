@@ -13,7 +13,8 @@ from napari_emosem._layers import CLICKS_LAYER, METADATA_KEY
 from napari_emosem._qt.settings import Settings
 from napari_emosem._widget import EmoSEMAnnotator
 from napari_emosem.annotation import AnnotationSession, Status
-from napari_emosem.data import StimulusDataset
+from napari_emosem.data import Stimulus, StimulusDataset
+from napari_emosem.emotions import EMOTIONS
 from napari_emosem.image_io import load_image
 from napari_emosem.paintings import FOLDER as PAINTINGS
 
@@ -49,14 +50,16 @@ def add_painting(viewer, path=BOY):
     )
 
 
-def answer_dialog(choice: str) -> None:
-    """Click ``choice`` in the next modal dialog, as the annotator would."""
+def answer_dialog(choice: str) -> dict:
+    """Click ``choice`` in the next modal dialog, as the annotator would; returns what it asked."""
+    asked = {}
 
     def click():
         box = QApplication.activeModalWidget()
         if box is None:
             QTimer.singleShot(20, click)
             return
+        asked["text"] = box.text()
         for button in box.buttons():
             if button.text() == choice:
                 button.click()
@@ -64,6 +67,7 @@ def answer_dialog(choice: str) -> None:
         raise AssertionError(f"no button {choice!r} in {[b.text() for b in box.buttons()]}")
 
     QTimer.singleShot(20, click)
+    return asked
 
 
 def outside(mask: np.ndarray) -> tuple[int, int]:
@@ -174,6 +178,58 @@ def test_reproposing_asks_and_keeps_edits(annotator, qtbot):
     answer_dialog("Replace")
     widget.propose(["fear"])
     assert not session["fear"].edited
+
+
+def test_reproposing_never_replaces_what_a_person_reviewed(annotator, qtbot, tmp_path):
+    """Accepted, edited, drawn, "no stimulus" (also on a draft that was empty): a new Propose keeps
+    them all unless the annotator says Replace; only unreviewed drafts are re-proposed."""
+    root = tmp_path / "dataset"
+    rgb = load_image(BOY)
+    empty = np.zeros(rgb.shape[:2], bool)
+    # the model once proposed nothing for disgust, and a person confirmed it: no stimulus
+    confirmed = Stimulus("disgust", empty, [], no_stimulus=True, source="model:starter", reviewed=True)
+    StimulusDataset.open(root, create=True).write_painting(BOY, BOY.name, [confirmed])
+    viewer, widget = annotator()
+    widget.set_model("starter")
+    widget.open_dataset(root, BOY.name)
+    session = widget.session
+    assert session["disgust"].status == Status.NO_STIMULUS and not session["disgust"].edited
+    widget.propose(["fear", "awe", "sadness", "anger", "contentment"])
+    widget.select_emotion("fear")
+    qtbot.mouseClick(widget.accept_button, Qt.LeftButton)
+    widget.set_explanation("my own words", "awe")
+    widget.select_emotion("sadness")
+    qtbot.mouseClick(widget.no_stimulus_button, Qt.LeftButton)
+    r, c = outside(session["anger"].mask)
+    widget.stimulus_layer("anger").paint((r, c), 1)
+    qtbot.waitUntil(lambda: session["anger"].edited, timeout=5_000)
+    kept = {e: (session[e].status, session[e].mask.copy(), session[e].explanation) for e in session.emotions()}
+    draft = session["contentment"]
+
+    asked = answer_dialog("Keep mine")
+    widget.propose(EMOTIONS)
+    assert "decided: awe, anger, disgust, fear, sadness.\n" in asked["text"]  # every reviewed one, no other
+    for emotion in ("fear", "awe", "sadness", "anger", "disgust"):
+        status, mask, text = kept[emotion]
+        item = session[emotion]
+        assert (item.status, item.explanation) == (status, text) and np.array_equal(item.mask, mask), emotion
+        assert np.array_equal(widget.stimulus_layer(emotion).data > 0, mask), emotion
+    assert session["contentment"] is not draft  # the unreviewed draft was re-proposed
+    assert "kept your work on" in widget.status_label.text()
+
+
+def test_export_saves_strokes_napari_has_not_reported_yet(annotator, tmp_path):
+    viewer, widget = annotator()
+    add_painting(viewer)
+    widget.set_model("starter")
+    widget.propose(["fear"])
+    session = widget.session
+    r, c = outside(session["fear"].mask)
+    widget.stimulus_layer("fear").paint((r, c), 1)  # no event-loop turn since: not in the session yet
+    assert not session["fear"].mask[r, c]
+    widget.export(tmp_path / "dataset")
+    record = StimulusDataset.open(tmp_path / "dataset").stimulus(BOY.name, "fear")
+    assert record.mask[r, c] and record.edited
 
 
 def test_decisions_export_and_dataset_folder_is_remembered(annotator, qtbot, tmp_path):

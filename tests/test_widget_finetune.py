@@ -3,18 +3,28 @@ checkpoint, go back to an earlier one, cancel, and bad data as one message (run 
 
 from __future__ import annotations
 
+import hashlib
+import http.server
+import inspect
+import threading
+import time
+
 import numpy as np
 import pytest
 from qtpy.QtCore import Qt, QTimer
 from qtpy.QtWidgets import QApplication
 
+from napari_emosem import paths, weights
 from napari_emosem._qt.settings import Settings
 from napari_emosem._widget import EmoSEMAnnotator
 from napari_emosem.annotation import AnnotationSession
 from napari_emosem.checkpoint import list_checkpoints
 from napari_emosem.data import StimulusDataset
+from napari_emosem.finetune import fine_tune
 from napari_emosem.paths import checkpoints_dir
+from napari_emosem.predictor import Proposal
 from napari_emosem.toy import toy_paintings
+from napari_emosem.weights import SamWeights
 
 pytestmark = pytest.mark.gui
 
@@ -74,6 +84,14 @@ def answer_dialog(choice: str) -> None:
     QTimer.singleShot(20, click)
 
 
+def choose_base(widget, base: str) -> None:
+    """Pick "From" in the Fine-tune panel, as the annotator would."""
+    combo = widget.finetune.base_combo
+    index = combo.findData(base)
+    assert index >= 0, [combo.itemText(i) for i in range(combo.count())]
+    combo.setCurrentIndex(index)
+
+
 def run_to_end(qtbot, widget, start):
     start()
     assert widget.busy
@@ -96,7 +114,11 @@ def test_fine_tune_uses_the_new_checkpoint_and_can_go_back(annotator, qtbot, tmp
     assert widget.session.dirty
     widget.dataset_edit.setText(str(root))
     widget.epochs_spin.setValue(2)
-    assert widget.model_spec == "starter" and widget.finetune_base == "tiny"  # starter is not trainable
+    # starter is not trainable: Fine-tune offers a fresh vit_b (real paintings) first, then tiny
+    assert widget.model_spec == "starter" and widget.finetune_base == "vit_b"
+    bases = [widget.finetune.base_combo.itemText(i) for i in range(widget.finetune.base_combo.count())]
+    assert bases == ["fresh vit_b (SAM ViT-B, for real paintings)", "fresh tiny (for tests and toy data)"]
+    choose_base(widget, "tiny")  # toy paintings
 
     answer_dialog("Export first")
     run_to_end(qtbot, widget, lambda: qtbot.mouseClick(widget.finetune_button, Qt.LeftButton))
@@ -111,7 +133,7 @@ def test_fine_tune_uses_the_new_checkpoint_and_can_go_back(annotator, qtbot, tmp
     text = widget.finetune_label.text()
     assert "mIoU" in text and "Acc@0.5" in text and "BLEU-4" not in text  # no text metrics asked for
     assert f"{before['miou']:.3f}" in text and f"{after['miou']:.3f}" in text
-    assert f"fine-tuned on {pairs} pairs" in widget.status_label.text() or "loaded" in widget.status_label.text()
+    assert f"v1: fine-tuned on {pairs} pairs in 2 epochs" in text  # what the run did, where it stays
     assert widget.last_finetune.checkpoint.id == first.id
 
     # again, from the checkpoint now in use, one epoch, drafting explanations to score BLEU-4
@@ -164,6 +186,7 @@ def test_cancel_after_an_epoch_lists_its_checkpoint_but_keeps_the_model(annotato
             widget.cancel()
 
     widget.jobs.events.stepped.connect(on_step)
+    choose_base(widget, "tiny")
     widget.fine_tune()
     qtbot.waitUntil(lambda: not widget.busy, timeout=180_000)
     assert seen.get("cancelled") and seen["bar_total"] == seen["steps"] == seen["dock_total"]
@@ -188,6 +211,7 @@ def test_cancel_before_an_epoch_ends_changes_nothing(annotator, qtbot, tmp_path)
             widget.cancel()  # the worker is building the model: it stops at its next step
 
     widget.jobs.events.stepped.connect(on_step)
+    choose_base(widget, "tiny")
     widget.fine_tune()
     qtbot.waitUntil(lambda: not widget.busy, timeout=120_000)
     assert "nothing was changed" in widget.status_label.text()
@@ -197,6 +221,7 @@ def test_cancel_before_an_epoch_ends_changes_nothing(annotator, qtbot, tmp_path)
 
 def test_bad_training_data_is_one_clear_message(annotator, qtbot, tmp_path):
     viewer, widget = annotator(synchronous=True)
+    choose_base(widget, "tiny")
     widget.dataset_edit.setText("")
     widget.settings.dataset_folder = ""
     assert widget.fine_tune() is None
@@ -228,3 +253,124 @@ def test_bad_training_data_is_one_clear_message(annotator, qtbot, tmp_path):
     widget.fine_tune()
     assert "only 'no stimulus' records" in widget.last_error
     assert widget.model_spec == "starter" and list_checkpoints() == []
+
+
+class _SlowWeights(http.server.BaseHTTPRequestHandler):
+    """Serves a stand-in SAM checkpoint: at once, or (``/slow/``) in small pieces over seconds."""
+
+    def do_GET(self):  # noqa: N802 - http.server's naming
+        self.send_response(200)
+        self.send_header("Content-Type", "application/octet-stream")
+        self.send_header("Content-Length", str(len(PAYLOAD)))
+        self.end_headers()
+        pieces = 64 if "/slow/" in self.path else 1
+        size = len(PAYLOAD) // pieces
+        try:
+            for i in range(pieces):
+                self.wfile.write(PAYLOAD[i * size : (i + 1) * size])
+                self.wfile.flush()
+                if pieces > 1:
+                    time.sleep(0.1)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the annotator cancelled
+
+    def log_message(self, *args):
+        pass
+
+
+PAYLOAD = bytes(range(256)) * 4096 * 4  # 4 MiB
+
+
+@pytest.fixture
+def weights_server():
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _SlowWeights)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+
+
+def stand_in_vit_b(monkeypatch, url: str) -> SamWeights:
+    """The vit_b registry entry, pointing at a file the loopback server has (SAM's is 375 MB)."""
+    entry = SamWeights("vit_b", "sam_vit_b_stand_in.pth", url, len(PAYLOAD), hashlib.sha256(PAYLOAD).hexdigest())
+    monkeypatch.setitem(weights.SAM_WEIGHTS, "vit_b", entry)
+    monkeypatch.delenv("EMOSEM_OFFLINE", raising=False)
+    return entry
+
+
+def test_vit_b_says_what_it_needs_and_downloads_it(annotator, qtbot, tmp_path, monkeypatch, weights_server):
+    viewer, widget = annotator()
+    entry = stand_in_vit_b(monkeypatch, f"{weights_server}/fast/sam_vit_b_stand_in.pth")
+    widget.dataset_edit.setText(str(tmp_path / "dataset"))
+    export_toys(tmp_path / "dataset", toy_paintings(1, seed=15))
+    choose_base(widget, "tiny")
+    choose_base(widget, "vit_b")
+    row = widget.finetune.weights
+    assert row.isVisibleTo(widget) and "sam_vit_b_stand_in.pth" in row.label.text()
+    assert row.download_button.isVisibleTo(widget)
+    assert widget.fine_tune() is None  # nothing to start from yet: the line says what to do
+    assert "Download them, or Browse for the file" in widget.last_error
+
+    qtbot.mouseClick(row.download_button, Qt.LeftButton)
+    qtbot.waitUntil(lambda: not widget.busy, timeout=60_000)
+    path = weights.cached_path("vit_b")
+    assert path is not None and path.read_bytes() == PAYLOAD and path.name == entry.file_name
+    assert "downloaded" in widget.status_label.text() and not row.isVisibleTo(widget)
+
+
+def test_a_weights_download_can_be_cancelled_and_leaves_nothing(annotator, qtbot, monkeypatch, weights_server):
+    viewer, widget = annotator()
+    stand_in_vit_b(monkeypatch, f"{weights_server}/slow/sam_vit_b_stand_in.pth")
+    choose_base(widget, "vit_b")
+    row = widget.finetune.weights
+    qtbot.mouseClick(row.download_button, Qt.LeftButton)
+    assert widget.busy and row.cancel_button.isVisibleTo(widget)
+    qtbot.waitUntil(lambda: widget.progress.value() > 0, timeout=60_000)  # bytes arrive ...
+    qtbot.mouseClick(row.cancel_button, Qt.LeftButton)  # ... and the annotator changes their mind
+    qtbot.waitUntil(lambda: not widget.busy, timeout=60_000)
+    assert "download cancelled" in widget.status_label.text()
+    folder = paths.weights_dir()
+    qtbot.waitUntil(lambda: not any(folder.iterdir()) if folder.exists() else True, timeout=10_000)
+    assert weights.cached_path("vit_b") is None and row.download_button.isVisibleTo(widget)
+
+
+def test_vit_b_from_a_file_the_annotator_has(annotator, tmp_path):
+    viewer, widget = annotator(synchronous=True)
+    choose_base(widget, "vit_b")
+    row = widget.finetune.weights
+    row.browse(tmp_path / "nope.pth")
+    assert "no such file" in widget.last_error and row.missing()
+    mine = tmp_path / "sam_vit_b_01ec64.pth"
+    mine.write_bytes(b"a copy")
+    row.browse(mine)
+    assert row.missing() is None and str(mine) in row.label.text() and not row.download_button.isVisibleTo(widget)
+    assert row.sam_checkpoint() == str(mine)  # what Fine-tune builds vit_b from
+
+
+@pytest.mark.skipif(
+    "include_unreviewed" not in inspect.signature(fine_tune).parameters,
+    reason="the core's fine_tune learns only reviewed pairs once include_unreviewed lands (another branch)",
+)
+def test_fine_tune_learns_reviewed_pairs_unless_drafts_are_included(annotator, qtbot, tmp_path):
+    viewer, widget = annotator()
+    root = tmp_path / "dataset"
+    toys = toy_paintings(3, seed=16)
+    export_toys(root, toys)  # every pair reviewed (accepted)
+    drafts = 0
+    for i, toy in enumerate(toy_paintings(2, seed=17)):  # model drafts nobody looked at
+        session = AnnotationSession(toy.image, file_name=f"draft-{i}.png", autosave_dir=False)
+        proposals = [Proposal(e, toy.masks[e], 0.5, toy.explanations[e]) for e in toy.emotions]
+        drafts += len(session.apply_proposals(proposals, source="model:tiny"))
+        session.export(root)
+    reviewed = sum(len(toy.emotions) for toy in toys)
+    widget.dataset_edit.setText(str(root))
+    choose_base(widget, "tiny")
+    assert not widget.finetune.include_unreviewed.isChecked()
+    run_to_end(qtbot, widget, lambda: widget.fine_tune(epochs=1))
+    text = widget.finetune_label.text()  # "training on N reviewed pairs from P paintings; M unreviewed ..."
+    assert f"training on {reviewed} reviewed pairs from " in text and f"; {drafts} unreviewed drafts left out" in text
+    assert list_checkpoints()[0].metadata["training"]["pairs"] == reviewed
+
+    widget.finetune.include_unreviewed.setChecked(True)
+    choose_base(widget, "tiny")
+    run_to_end(qtbot, widget, lambda: widget.fine_tune(epochs=1))
+    assert list_checkpoints()[0].metadata["training"]["pairs"] == reviewed + drafts

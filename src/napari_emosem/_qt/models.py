@@ -10,10 +10,19 @@ from ..loading import MODEL_CHOICES
 
 #: the presets the Model list offers after the user's checkpoints (the core's one list)
 MODEL_PRESETS = MODEL_CHOICES
-#: presets Fine-tune can start from (starter has no trainable weights); tiny first: it trains on a CPU
-FINETUNE_BASES = ("tiny", "vit_b")
+#: presets Fine-tune can start from (starter has no trainable weights): vit_b first, the one that
+#: learns real paintings (tiny has random weights: it is for tests and toy data)
+FINETUNE_BASES = ("vit_b", "tiny")
+#: what a preset is, where the annotator offers it
+PRESET_NOTES = {"tiny": "for tests and toy data", "vit_b": "SAM ViT-B, for real paintings"}
 #: the Fine-tune epochs box's initial value (``TrainConfig``'s default; early stopping ends sooner)
 FINETUNE_EPOCHS = 20
+
+
+def preset_label(preset: str) -> str:
+    """``tiny (for tests and toy data)``: a preset with what it is for, where there is a note."""
+    note = PRESET_NOTES.get(preset)
+    return f"{preset} ({note})" if note else preset
 
 
 def user_checkpoints() -> list[CheckpointInfo]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -48,6 +49,8 @@ class Trained:
 
 
 class FineTuneEvents(SignalGroup):
+    #: what the run trains on, as the core says it ("training on N reviewed pairs from P paintings; ...")
+    training_data = Signal(str)
     #: a run ended with a checkpoint (a :class:`Trained`)
     trained = Signal(object)
     #: a cancelled run: its folder and the number of epochs it finished (0: nothing to keep)
@@ -67,11 +70,25 @@ class FineTuneJob(Job):
     steps = None  # the job drives the bars: it learns the run's length as it goes
     holds_painting = False  # training reads the datasets on disk
 
-    def __init__(self, datasets: Sequence[str], base: str, device: str, *, epochs: int, options: dict[str, Any]):
+    def __init__(
+        self,
+        datasets: Sequence[str],
+        base: str,
+        device: str,
+        *,
+        epochs: int,
+        options: dict[str, Any],
+        include_unreviewed: bool = False,
+        sam_checkpoint: str | None = None,
+    ):
         super().__init__()
         self.events = FineTuneEvents()
         self.datasets, self.base, self.device = [str(d) for d in datasets], str(base), device
         self.epochs, self.options = int(epochs), dict(options)
+        #: learn from unreviewed model drafts too (default: only what a person reviewed)
+        self.include_unreviewed = include_unreviewed
+        #: a SAM .pth the annotator chose for a fresh SAM-backed preset (None: the cache's)
+        self.sam_checkpoint = sam_checkpoint
         self.run_dir = ""
         self.epochs_done = 0
 
@@ -83,12 +100,17 @@ class FineTuneJob(Job):
             from ...training import TrainConfig
 
             limit_torch_threads()
+            if self.include_unreviewed and "include_unreviewed" not in inspect.signature(fine_tune).parameters:
+                return Failed("this version cannot train on unreviewed drafts: untick 'include unreviewed drafts'")
             config = TrainConfig(epochs=self.epochs, **self.options)
             run_dir = default_run_dir(_run_name(self.base))
             what = f"fine-tuning {Path(self.base).name} for {config.epochs} epochs"
             yield TrainStep(what, "start", run_dir=str(run_dir))
             result = None
-            for event in fine_tune(self.datasets, self.base, run_dir=run_dir, config=config, device=self.device):
+            events = fine_tune(
+                self.datasets, self.base, run_dir=run_dir, config=config, device=self.device, **self._core_options()
+            )
+            for event in events:
                 if event.stage == "done":
                     result = event.metrics["result"]
                     continue
@@ -114,7 +136,18 @@ class FineTuneJob(Job):
             run_dir=str(run_dir),
         )
 
+    def _core_options(self) -> dict[str, Any]:
+        """``fine_tune`` keyword arguments; the reviewed-only default is the core's own."""
+        options: dict[str, Any] = {}
+        if self.include_unreviewed:
+            options["include_unreviewed"] = True
+        if self.sam_checkpoint:
+            options["sam_checkpoint"] = self.sam_checkpoint
+        return options
+
     def on_step(self, step: TrainStep) -> None:
+        if step.stage == "message" and step.message.startswith("training"):
+            self.events.training_data.emit(step.message)
         if step.stage == "start":
             self.run_dir = step.run_dir
         elif step.stage == "train":

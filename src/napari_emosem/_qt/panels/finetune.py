@@ -7,14 +7,25 @@ from typing import Any
 
 from napari.utils.notifications import show_info
 from qtpy.QtCore import Qt
-from qtpy.QtWidgets import QComboBox, QFileDialog, QGridLayout, QGroupBox, QLabel, QListWidget, QPushButton, QSpinBox
+from qtpy.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QFileDialog,
+    QGridLayout,
+    QGroupBox,
+    QLabel,
+    QListWidget,
+    QPushButton,
+    QSpinBox,
+)
 
 from ...checkpoint import read_checkpoint
 from ...errors import EmoSEMError
 from ..checkpoints import metrics_html, metrics_line
 from ..controller import AnnotatorController
 from ..jobs import FineTuneJob, Trained
-from ..models import FINETUNE_BASES, FINETUNE_EPOCHS, MODEL_PRESETS
+from ..models import FINETUNE_BASES, FINETUNE_EPOCHS, MODEL_PRESETS, preset_label
+from .sam_weights import SamWeightsRow
 
 
 class FineTunePanel(QGroupBox):
@@ -31,6 +42,8 @@ class FineTunePanel(QGroupBox):
         self.train_options: dict[str, Any] = {}
         #: the last run that finished (a :class:`~napari_emosem._qt.jobs.Trained`)
         self.last_finetune: Trained | None = None
+        #: what the last run trained on ("training on N reviewed pairs from P paintings; ...")
+        self.training_data = ""
         self.setToolTip(
             "Train the model on the dataset above (and any others listed here); the new checkpoint "
             "goes to your user data folder and becomes the model"
@@ -55,7 +68,14 @@ class FineTunePanel(QGroupBox):
         self.base_combo = QComboBox()
         self.base_combo.setToolTip(
             "What training starts from: the current model (a checkpoint keeps improving), or a fresh "
-            "preset (tiny trains in minutes on a CPU; vit_b needs SAM's ViT-B weights and a GPU to be quick)"
+            "preset (vit_b: SAM's ViT-B encoder, for real paintings, quick on a GPU; tiny: random weights, "
+            "for tests and toy data)"
+        )
+        self.base_combo.currentIndexChanged.connect(lambda _: self.weights.show_for(self.base))
+        self.weights = SamWeightsRow(self.controller)
+        self.include_unreviewed = QCheckBox("include unreviewed drafts")
+        self.include_unreviewed.setToolTip(
+            "Also learn from model proposals nobody accepted or edited (off: only pairs a person reviewed)"
         )
         self.epochs_spin = QSpinBox()
         self.epochs_spin.setRange(1, 500)
@@ -79,11 +99,13 @@ class FineTunePanel(QGroupBox):
         grid.addWidget(self.remove_dataset_button, 1, 2, 1, 2)
         grid.addWidget(QLabel("From"), 2, 0)
         grid.addWidget(self.base_combo, 2, 1, 1, 3)
-        grid.addWidget(QLabel("Epochs"), 3, 0)
-        grid.addWidget(self.epochs_spin, 3, 1)
-        grid.addWidget(self.finetune_button, 3, 2)
-        grid.addWidget(self.cancel_button, 3, 3)
-        grid.addWidget(self.result_label, 4, 0, 1, 4)
+        grid.addWidget(self.weights, 3, 1, 1, 3)
+        grid.addWidget(self.include_unreviewed, 4, 1, 1, 3)
+        grid.addWidget(QLabel("Epochs"), 5, 0)
+        grid.addWidget(self.epochs_spin, 5, 1)
+        grid.addWidget(self.finetune_button, 5, 2)
+        grid.addWidget(self.cancel_button, 5, 3)
+        grid.addWidget(self.result_label, 6, 0, 1, 4)
         grid.setColumnStretch(1, 1)
 
     # Datasets -----------------------------------------------------------------------------------
@@ -131,15 +153,16 @@ class FineTunePanel(QGroupBox):
         self.base_combo.clear()
         if spec != "starter":
             try:
-                what = f"checkpoint v{read_checkpoint(spec).version}" if spec not in MODEL_PRESETS else spec
+                what = preset_label(spec) if spec in MODEL_PRESETS else f"checkpoint v{read_checkpoint(spec).version}"
             except EmoSEMError:
                 what = Path(spec).name  # not readable: training will say why
             self.base_combo.addItem(f"current model ({what})", spec)
             self.base_combo.setItemData(0, spec, Qt.ToolTipRole)
         for preset in FINETUNE_BASES:
             if preset != spec:
-                self.base_combo.addItem(f"fresh {preset}", preset)
+                self.base_combo.addItem(f"fresh {preset_label(preset)}", preset)
         self.base_combo.setCurrentIndex(0)
+        self.weights.show_for(self.base)
 
     @property
     def base(self) -> str:
@@ -168,13 +191,26 @@ class FineTunePanel(QGroupBox):
                 "choose the dataset folder to train on (Dataset, above): export some annotations into it first"
             )
             return None
+        base = str(base or self.base)
+        self.weights.show_for(base)
+        missing = self.weights.missing()
+        if missing:
+            controller.error(missing)
+            return None
         job = FineTuneJob(
-            folders, str(base or self.base), controller.device, epochs=int(epochs or self.epochs_spin.value()),
+            folders,
+            base,
+            controller.device,
+            epochs=int(epochs or self.epochs_spin.value()),
             options=self.train_options,
+            include_unreviewed=self.include_unreviewed.isChecked(),
+            sam_checkpoint=self.weights.sam_checkpoint(),
         )
         job.events.trained.connect(self._trained)
         job.events.cancelled.connect(self._cancelled)
+        job.events.training_data.connect(self._show_training_data)
         self.result_label.hide()
+        self.training_data = ""
         return controller.run(job)
 
     def _export_first(self) -> bool:
@@ -213,6 +249,7 @@ class FineTunePanel(QGroupBox):
             except EmoSEMError:
                 info = None
         if info is None:
+            self.result_label.hide()
             self.controller.status("fine-tuning cancelled before an epoch ended; nothing was changed")
             return
         metrics = info.metadata.get("metrics") or {}
@@ -229,8 +266,14 @@ class FineTunePanel(QGroupBox):
             "is listed under Model (choose it to use it)"
         )
 
+    def _show_training_data(self, line: str) -> None:
+        self.training_data = line
+        self.result_label.setText(line)
+        self.result_label.show()
+
     def _show_metrics(self, info, before: dict, after: dict, *, title: str) -> None:
-        self.result_label.setText(metrics_html(before, after, title=title))
+        data = f"<br>{self.training_data}" if self.training_data else ""
+        self.result_label.setText(metrics_html(before, after, title=title) + data)
         self.result_label.setToolTip(f"{info.label}\n{info.path}\n{metrics_line(before, after)}")
         self.result_label.show()
 

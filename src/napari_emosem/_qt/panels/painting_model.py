@@ -10,7 +10,7 @@ from ...devices import DEVICES
 from ...errors import EmoSEMError
 from ..checkpoints import choice_label
 from ..controller import AnnotatorController
-from ..models import MODEL_PRESETS, same_checkpoint, user_checkpoints
+from ..models import MODEL_PRESETS, preset_label, same_checkpoint, user_checkpoints
 
 
 class PaintingModelPanel(QWidget):
@@ -30,8 +30,8 @@ class PaintingModelPanel(QWidget):
         self.model_combo = QComboBox()
         self.model_combo.setEditable(True)
         self.model_combo.setToolTip(
-            "starter: cold-start drafts (no learned weights); tiny / vit_b / vit_l / vit_h: EmoSEM presets; "
-            "or a fine-tuned checkpoint folder"
+            "starter: cold-start drafts (no learned weights); vit_b / vit_l / vit_h: EmoSEM on SAM's encoder; "
+            "tiny: random weights, for tests and toy data; or a fine-tuned checkpoint folder"
         )
         self.model_combo.setSizePolicy(QSizePolicy.Expanding, QSizePolicy.Fixed)
         self.fill_models()
@@ -89,7 +89,7 @@ class PaintingModelPanel(QWidget):
                 self.model_combo.addItem(choice_label(info), str(info.path))
                 self.model_combo.setItemData(self.model_combo.count() - 1, f"{info.label}\n{info.path}", Qt.ToolTipRole)
             for preset in MODEL_PRESETS:
-                self.model_combo.addItem(preset, preset)
+                self.model_combo.addItem(preset_label(preset), preset)
             self._select(self.controller.model_spec)
 
     @property
