@@ -66,6 +66,9 @@ class FineTunePanel(QGroupBox):
         self.remove_dataset_button.clicked.connect(self._remove_extra_dataset)
         self.remove_dataset_button.hide()
         self.base_combo = QComboBox()
+        # as wide as the dock, not as its longest entry
+        self.base_combo.setSizeAdjustPolicy(QComboBox.AdjustToMinimumContentsLengthWithIcon)
+        self.base_combo.setMinimumContentsLength(12)
         self.base_combo.setToolTip(
             "What training starts from: the current model (a checkpoint keeps improving), or a fresh "
             "preset (vit_b: SAM's ViT-B encoder, for real paintings, quick on a GPU; tiny: random weights, "
@@ -93,19 +96,19 @@ class FineTunePanel(QGroupBox):
         self.result_label.setWordWrap(True)
         self.result_label.setTextInteractionFlags(Qt.TextSelectableByMouse)
         self.result_label.hide()
-        grid.addWidget(self.extra_datasets, 0, 1, 1, 3)
+        grid.addWidget(self.extra_datasets, 0, 1, 1, 2)
+        grid.addWidget(self.remove_dataset_button, 0, 3)
         grid.addWidget(QLabel("Also on"), 1, 0)
         grid.addWidget(add_dataset, 1, 1)
-        grid.addWidget(self.remove_dataset_button, 1, 2, 1, 2)
+        grid.addWidget(self.include_unreviewed, 1, 2, 1, 2)
         grid.addWidget(QLabel("From"), 2, 0)
         grid.addWidget(self.base_combo, 2, 1, 1, 3)
         grid.addWidget(self.weights, 3, 1, 1, 3)
-        grid.addWidget(self.include_unreviewed, 4, 1, 1, 3)
-        grid.addWidget(QLabel("Epochs"), 5, 0)
-        grid.addWidget(self.epochs_spin, 5, 1)
-        grid.addWidget(self.finetune_button, 5, 2)
-        grid.addWidget(self.cancel_button, 5, 3)
-        grid.addWidget(self.result_label, 6, 0, 1, 4)
+        grid.addWidget(QLabel("Epochs"), 4, 0)
+        grid.addWidget(self.epochs_spin, 4, 1)
+        grid.addWidget(self.finetune_button, 4, 2)
+        grid.addWidget(self.cancel_button, 4, 3)
+        grid.addWidget(self.result_label, 5, 0, 1, 4)
         grid.setColumnStretch(1, 1)
 
     # Datasets -----------------------------------------------------------------------------------

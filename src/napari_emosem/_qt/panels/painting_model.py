@@ -34,6 +34,9 @@ class PaintingModelPanel(QWidget):
             "tiny: random weights, for tests and toy data; or a fine-tuned checkpoint folder"
         )
         self.model_combo.setSizePolicy(QSizePolicy.Expanding, QSizePolicy.Fixed)
+        # as wide as the dock, not as its longest entry (checkpoint and preset labels are long)
+        self.model_combo.setSizeAdjustPolicy(QComboBox.AdjustToMinimumContentsLengthWithIcon)
+        self.model_combo.setMinimumContentsLength(12)
         self.fill_models()
         self.model_combo.currentIndexChanged.connect(self._on_model_picked)
         self.model_combo.lineEdit().editingFinished.connect(self._on_model_picked)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from qtpy.QtWidgets import QFileDialog, QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
+from qtpy.QtWidgets import QFileDialog, QHBoxLayout, QLabel, QPushButton, QWidget
 
 from ...weights import SAM_WEIGHTS, cached_path
 from ..controller import AnnotatorController
@@ -23,12 +23,11 @@ class SamWeightsRow(QWidget):
         #: a .pth file the annotator chose (Browse), by preset
         self.files: dict[str, str] = {}
         self._job: DownloadWeightsJob | None = None
-        column = QVBoxLayout(self)
-        column.setContentsMargins(0, 0, 0, 0)
+        row = QHBoxLayout(self)
+        row.setContentsMargins(0, 0, 0, 0)
         self.label = QLabel()
-        self.label.setWordWrap(True)
-        column.addWidget(self.label)
-        row = QHBoxLayout()
+        self.label.setWordWrap(True)  # the dock stays as narrow as it was
+        row.addWidget(self.label, 1)
         self.download_button = QPushButton("Download")
         self.download_button.setToolTip("Download the official file (hash-verified) into the weights cache")
         self.download_button.clicked.connect(self.download)
@@ -39,8 +38,6 @@ class SamWeightsRow(QWidget):
         self.cancel_button.clicked.connect(controller.cancel)
         for button in (self.download_button, self.browse_button, self.cancel_button):
             row.addWidget(button)
-        row.addStretch(1)
-        column.addLayout(row)
         controller.jobs.events.started.connect(lambda job: self.refresh())
         controller.jobs.events.finished.connect(self._on_finished)
         self.hide()
@@ -69,12 +66,14 @@ class SamWeightsRow(QWidget):
         need = self.missing()
         chosen = self.sam_checkpoint()
         self.setVisible(need is not None or downloading or chosen is not None)
+        entry = SAM_WEIGHTS.get(self.preset) if self.preset else None
         if downloading:
-            self.label.setText(f"Downloading {self._job.entry.file_name} ({self._job.entry.size / 1e6:.0f} MB)…")
+            self.label.setText(f"downloading SAM's {self.preset} weights…")
         elif chosen is not None:
-            self.label.setText(f"SAM {self.preset} weights: {chosen}")
+            self.label.setText(f"SAM weights: {Path(chosen).name}")
         elif need is not None:
-            self.label.setText(need)
+            self.label.setText(f"needs SAM weights ({entry.size / 1e6:.0f}\u00a0MB)")  # MB stays with its number
+        self.label.setToolTip(need or chosen or (entry.file_name if entry else ""))
         busy = self.controller.busy
         self.download_button.setVisible(need is not None and not downloading)
         self.download_button.setEnabled(not busy)
