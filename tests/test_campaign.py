@@ -160,3 +160,34 @@ def test_campaign_file_errors_are_one_clear_line(campaign, capsys):
     assert len(err) == 1 and "campaign.json" in err[0] and "fearr" in err[0]
     (campaign.root / "campaign.json").unlink()  # without it: all eight emotions
     assert campaign_progress(StimulusDataset.open(campaign.root)).emotions == EMOTIONS
+
+
+def test_queue_orders():
+    from napari_emosem.campaign.queue import Candidate, QueueOrder, rank, uncertainty
+    from napari_emosem.data import Painting
+    from napari_emosem.predictor import Proposal
+
+    sure = Proposal("awe", np.ones((4, 4), bool), score=1.0, probability=np.ones((4, 4), np.float32))
+    blurry = Proposal("awe", np.ones((4, 4), bool), score=1.0, probability=np.full((4, 4), 0.5, np.float32))
+    doubtful = Proposal("fear", np.ones((4, 4), bool), score=0.2)
+    assert uncertainty([sure]) == pytest.approx(0.0, abs=1e-5)
+    assert uncertainty([blurry]) == pytest.approx(0.5)  # 1 bit of entropy everywhere, IoU head sure
+    assert uncertainty([sure, doubtful]) == pytest.approx((0.0 + 0.8) / 2, abs=1e-5)
+
+    def candidate(i, u, features):
+        return Candidate(Painting(i, f"p{i}.png", 4, 4), u, np.asarray(features, float))
+
+    # three near-identical paintings and two outliers in different directions
+    candidates = [candidate(1, 0.1, [1, 0, 0]), candidate(2, 0.9, [1, 0.01, 0]), candidate(3, 0.5, [1, 0, 0.01]),
+                  candidate(4, 0.2, [0, 1, 0]), candidate(5, 0.3, [0, 0, 1])]  # fmt: skip
+    by_uncertainty = [e.painting.id for e in rank(candidates, QueueOrder.UNCERTAINTY)]
+    assert by_uncertainty == [2, 3, 5, 4, 1]
+    # diversity, with painting 1's kind already annotated: the two outliers first
+    diverse = rank(candidates, "diversity", annotated=np.array([[1.0, 0, 0]]), top=3)
+    assert {e.painting.id for e in diverse[:2]} == {4, 5} and diverse[0].novelty == pytest.approx(1.0)
+    assert [e.rank for e in diverse] == [1, 2, 3]
+    # nothing annotated: the most typical first, then the farthest from it
+    fresh = rank(candidates, "diversity")
+    assert fresh[0].painting.id in (1, 2, 3) and {e.painting.id for e in fresh[1:3]} == {4, 5}
+    shuffled = [e.painting.id for e in rank(candidates, "random", seed=3)]
+    assert sorted(shuffled) == [1, 2, 3, 4, 5] and shuffled == [e.painting.id for e in rank(candidates, "random", seed=3)]
