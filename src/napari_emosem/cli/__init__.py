@@ -12,7 +12,9 @@ import sys
 
 # (module, subcommand) in the order --help lists them
 _COMMANDS = (
+    ("add", "add"),
     ("propose", "propose"),
+    ("status", "status"),
     ("view", "view"),
     ("train", "train"),
     ("evaluate", "evaluate"),
