@@ -7,6 +7,7 @@ import os
 import sys
 from pathlib import Path
 
+from ..devices import DEVICES
 from ..errors import EmoSEMError
 
 
@@ -27,7 +28,7 @@ def register(subparsers) -> None:
         default=None,
         help="starter, tiny, vit_b, vit_l, vit_h or a checkpoint folder (default: the annotator's setting)",
     )
-    parser.add_argument("--device", default=None, choices=("auto", "cpu", "cuda", "mps"), help="where the model runs")
+    parser.add_argument("--device", default=None, choices=DEVICES, help="where the model runs")
     parser.add_argument("--painting", default=None, help="which painting of a dataset to open (file name or id)")
     parser.add_argument("--dataset", default=None, help="dataset folder the annotator exports to")
     parser.set_defaults(func=run)
