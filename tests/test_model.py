@@ -244,10 +244,12 @@ def test_explain_decodes_greedy_and_beam_within_the_token_limit(predictor, paint
     greedy = predictor.explain("sadness", mask)
     assert greedy and tokens(greedy) <= model.config.language.max_new_tokens
     assert greedy == model.explain(embedding, ids, soft, extent)[0] == predictor.explain("sadness", mask)
-    predictor.num_beams, predictor.max_new_tokens = 3, 5
+    predictor.num_beams, predictor.max_new_tokens = 3, 40
     beam = predictor.explain("sadness", mask)
-    assert tokens(beam) <= 5  # (untrained, the beam may end at once: an empty draft)
-    assert beam == model.explain(embedding, ids, soft, extent, num_beams=3, max_new_tokens=5)[0]
+    assert tokens(beam) <= 40
+    assert beam == model.explain(embedding, ids, soft, extent, num_beams=3, max_new_tokens=40)[0]
+    # the beam width is honoured: here (untrained, seed 0) beam search finds another draft than greedy
+    assert beam != model.explain(embedding, ids, soft, extent, num_beams=1, max_new_tokens=40)[0]
     with pytest.raises(ValueError, match="mask shape"):
         predictor.explain("sadness", mask[:-1])
 

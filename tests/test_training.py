@@ -49,7 +49,11 @@ def test_best_checkpoint_carries_provenance(tmp_path, toy_data):
     # the hash names the data: the same datasets read again give it, a changed mask does not
     recorded = meta["training"]["data_hash"]
     assert len(recorded) == 64 and recorded == from_datasets([toy_data]).data_hash
-    changed = tmp_path / "changed"
+    # a copy elsewhere (same name, same content) is the same data; one mask changed is not
+    copy = tmp_path / "copy" / toy_data.name
+    shutil.copytree(toy_data, copy)
+    assert from_datasets([copy]).data_hash == recorded
+    changed = tmp_path / "changed" / toy_data.name
     shutil.copytree(toy_data, changed)
     ds = StimulusDataset.open(changed)
     painting, stimulus = next(iter(ds.pairs()))

@@ -160,3 +160,22 @@ def test_a_local_file_that_is_not_a_sam_checkpoint_is_refused(tmp_path):
     text.write_text("hello")
     with pytest.raises(WeightsError, match="not a readable SAM checkpoint"):
         weights.load_sam_state_dict(text)
+
+
+def test_a_gui_can_follow_the_download_with_its_own_progress_object(server, cache):
+    class Bar:  # what a widget's progress bar implements (pooch's protocol)
+        def __init__(self):
+            self.total, self.n, self.closed = None, 0, False
+
+        def update(self, n):
+            self.n += n
+
+        def reset(self):
+            self.n = 0
+
+        def close(self):
+            self.closed = True
+
+    bar = Bar()
+    fetch("test", weights=_entry(server, "good.pth"), progress=bar)
+    assert bar.total == len(PAYLOAD) and bar.n == len(PAYLOAD) and bar.closed

@@ -79,8 +79,12 @@ def cached_path(name: str) -> Path | None:
     return None
 
 
-def fetch(name: str, *, progress: bool = True, weights: SamWeights | None = None) -> Path:
-    """Return the local path of SAM checkpoint ``name``, downloading and verifying it if needed."""
+def fetch(name: str, *, progress=True, weights: SamWeights | None = None) -> Path:
+    """Return the local path of SAM checkpoint ``name``, downloading and verifying it if needed.
+
+    ``progress``: True for a bar on stderr, False for none, or an object with tqdm's ``total``,
+    ``update(n)``, ``reset()`` and ``close()`` (pooch's progress-bar protocol) for a GUI's bar.
+    """
     if weights is None:
         if name not in SAM_WEIGHTS:
             raise WeightsError(

@@ -56,7 +56,7 @@ def register(subparsers) -> None:
 
 def run(args) -> int:
     from ..finetune import fine_tune
-    from ..reporting import metrics_line
+    from ..reporting import result_line
     from ..training import TrainConfig, distributed
 
     config = TrainConfig(  # checks every setting before anything is read or built
@@ -95,8 +95,8 @@ def run(args) -> int:
             print("no checkpoint was written", file=sys.stderr)
             return 1
         print(
-            f"best checkpoint: {result.checkpoint.path} ({result.checkpoint.id}); validation "
-            f"{metrics_line(result.before, result.after)}\nuse it: emosem propose IMAGE --model {args.out}",
+            f"best checkpoint: {result.checkpoint.path} ({result.checkpoint.id}) after {result_line(result)}"
+            f"\nuse it: emosem propose IMAGE --model {args.out}",
             file=sys.stderr,
         )
     return 0
