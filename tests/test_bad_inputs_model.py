@@ -89,6 +89,21 @@ def _set(*path, value):
     return change
 
 
+def _config(*path, value):
+    return _edit_json(CONFIG_FILE, _set(*path, value=value))
+
+
+def _metadata(*path, value):
+    return _edit_json(METADATA_FILE, _set(*path, value=value))
+
+
+def _shrink_mask_token(state) -> None:
+    state["emotional_prompt.mask_token"] = state["emotional_prompt.mask_token"][..., :3]
+
+
+_NAN_LOSS = json.dumps(get_preset("tiny").to_dict()).replace('"iou": 1.0', '"iou": NaN')
+
+
 def _deep(depth: int) -> str:
     return "[" * depth + "]" * depth
 
@@ -101,32 +116,32 @@ def _flip_a_byte(folder: Path) -> None:
 
 #: (id, damage, words the message must hold)
 CHECKPOINT_CASES = [
-    ("embed-dim-65536", _edit_json(CONFIG_FILE, _set("encoder", "embed_dim", value=65536)), "billion parameters"),
-    ("huge-image", _edit_json(CONFIG_FILE, _set("encoder", "img_size", value=2**20)), "billion parameters"),
-    ("embed-dim-string", _edit_json(CONFIG_FILE, _set("encoder", "embed_dim", value="768")), "encoder.embed_dim is '768'"),
-    ("frozen-string", _edit_json(CONFIG_FILE, _set("encoder", "frozen", value="yes")), "encoder.frozen is 'yes'"),
-    ("negative-depth", _edit_json(CONFIG_FILE, _set("decoder", "transformer_depth", value=-2)), "decoder.transformer_depth is -2"),
-    ("prefix-length-float", _edit_json(CONFIG_FILE, _set("prefix_length", value=4.5)), "prefix_length is 4.5"),
-    ("attention-index", _edit_json(CONFIG_FILE, _set("encoder", "global_attn_indexes", value=[99])), "global_attn_indexes"),
-    ("prompt-field", _edit_json(CONFIG_FILE, _set("prompt_template", value="{feeling}")), "prompt_template"),
-    ("emotions-unknown", _edit_json(CONFIG_FILE, _set("emotions", value=["joy", "awe", "fear"])), "joy unknown"),
-    ("emotions-repeated", _edit_json(CONFIG_FILE, _set("emotions", value=["fear"] * 8)), "exactly the eight"),
-    ("loss-nan", _write(CONFIG_FILE, json.dumps(get_preset("tiny").to_dict()).replace('"iou": 1.0', '"iou": NaN')), "loss.iou is nan"),
+    ("embed-dim-65536", _config("encoder", "embed_dim", value=65536), "billion parameters"),
+    ("huge-image", _config("encoder", "img_size", value=2**20), "billion parameters"),
+    ("embed-dim-string", _config("encoder", "embed_dim", value="768"), "encoder.embed_dim is '768'"),
+    ("frozen-string", _config("encoder", "frozen", value="yes"), "encoder.frozen is 'yes'"),
+    ("negative-depth", _config("decoder", "transformer_depth", value=-2), "decoder.transformer_depth is -2"),
+    ("prefix-length-float", _config("prefix_length", value=4.5), "prefix_length is 4.5"),
+    ("attention-index", _config("encoder", "global_attn_indexes", value=[99]), "global_attn_indexes"),
+    ("prompt-field", _config("prompt_template", value="{feeling}"), "prompt_template"),
+    ("emotions-unknown", _config("emotions", value=["joy", "awe", "fear"]), "joy unknown"),
+    ("emotions-repeated", _config("emotions", value=["fear"] * 8), "exactly the eight"),
+    ("loss-nan", _write(CONFIG_FILE, _NAN_LOSS), "loss.iou is nan"),
     ("config-not-json", _write(CONFIG_FILE, "{ not json"), "not valid JSON"),
     ("config-a-list", _write(CONFIG_FILE, "[1, 2]"), "does not describe an EmoSEM model"),
     ("config-deep", _write(CONFIG_FILE, _deep(100_000)), "not valid JSON"),
-    ("metadata-version", _edit_json(METADATA_FILE, _set("version", value="two")), "'version' is 'two'"),
-    ("metadata-id", _edit_json(METADATA_FILE, _set("id", value=5)), "'id' is 5"),
-    ("metadata-created", _edit_json(METADATA_FILE, _set("created", value="yesterday")), "'created' is 'yesterday'"),
-    ("metadata-metrics", _edit_json(METADATA_FILE, _set("metrics", value={"validation": {"miou": "high"}})), "metrics.validation.miou"),
-    ("metadata-emotions", _edit_json(METADATA_FILE, _set("emotions", value=["joy"])), "'emotions' is ['joy']"),
+    ("metadata-version", _metadata("version", value="two"), "'version' is 'two'"),
+    ("metadata-id", _metadata("id", value=5), "'id' is 5"),
+    ("metadata-created", _metadata("created", value="yesterday"), "'created' is 'yesterday'"),
+    ("metadata-metrics", _metadata("metrics", value={"validation": {"miou": "high"}}), "metrics.validation.miou"),
+    ("metadata-emotions", _metadata("emotions", value=["joy"]), "'emotions' is ['joy']"),
     ("metadata-a-list", _write(METADATA_FILE, "[]"), "not EmoSEM checkpoint metadata"),
     ("metadata-deep", _write(METADATA_FILE, _deep(100_000)), "not valid JSON"),
-    ("metadata-newer", _edit_json(METADATA_FILE, _set("format_version", value=99)), "newer napari-emosem"),
+    ("metadata-newer", _metadata("format_version", value=99), "newer napari-emosem"),
     ("weights-changed", _flip_a_byte, "sha256 is not the one recorded"),
-    ("weights-sha-missing", _edit_json(METADATA_FILE, lambda m: m.pop("weights_sha256") and None), "'weights_sha256' is missing"),
+    ("weights-sha-missing", _edit_json(METADATA_FILE, lambda m: m.pop("weights_sha256") and None), "weights_sha256' is missing"),
     ("tensor-deleted", _weights(lambda s: s.pop("prefix_adapter.net.2.weight")), "1 missing"),
-    ("tensor-reshaped", _weights(lambda s: s.update(**{"emotional_prompt.mask_token": s["emotional_prompt.mask_token"][..., :3]})), "1 weights of another shape"),
+    ("tensor-reshaped", _weights(_shrink_mask_token), "1 weights of another shape"),
 ]
 
 
@@ -294,7 +309,7 @@ def test_a_base_that_cannot_be_trained_is_refused(base, words, toy_data, tmp_pat
 def test_a_damaged_base_checkpoint_is_refused_before_the_data_is_read(good_checkpoint, toy_data, tmp_path, capsys):
     base = tmp_path / "base"
     shutil.copytree(good_checkpoint, base)
-    _edit_json(CONFIG_FILE, _set("encoder", "embed_dim", value=65536))(base)
+    _config("encoder", "embed_dim", value=65536)(base)
     args = _train(toy_data, tmp_path / "run")
     args[args.index("--base") + 1] = str(base)
     assert emosem(args) == 2

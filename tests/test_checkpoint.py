@@ -72,7 +72,7 @@ def test_save_then_load_gives_identical_outputs(tmp_path, paintings):
         p.set_image(image)
     pa = a.propose(["fear", "awe"], with_probability=True)
     pb = b.propose(["fear", "awe"], with_probability=True)
-    for x, y in zip(pa, pb):
+    for x, y in zip(pa, pb, strict=True):
         np.testing.assert_array_equal(x.probability, y.probability)
         assert x.explanation == y.explanation and x.score == y.score
     assert a.name == info.id and not a.cold_start and "v1" in a.description
@@ -81,7 +81,10 @@ def test_save_then_load_gives_identical_outputs(tmp_path, paintings):
 def test_metadata_records_provenance(tmp_path):
     model, identity = build_emosem(get_preset("tiny"))
     parent = save_checkpoint(model, identity, tmp_path / "v1")
-    child = save_checkpoint(model, identity, tmp_path / "v2", parent=parent, training={"pairs": 7, "data_hash": "ab"}, metrics={"validation": {"miou": 0.5}})
+    child = save_checkpoint(
+        model, identity, tmp_path / "v2", parent=parent, training={"pairs": 7, "data_hash": "ab"},
+        metrics={"validation": {"miou": 0.5}},
+    )
     meta = json.loads((child.path / METADATA_FILE).read_text())
     assert meta["version"] == 2 and meta["parent"]["id"] == parent.id
     assert meta["base"] == {"encoder": "tiny (random init, seed 0)", "encoder_sha256": None, "language_model": "tiny"}
@@ -236,7 +239,9 @@ def test_weights_changed_after_saving_are_refused(tmp_path):
     torch.testing.assert_close(loaded.state_dict()[key], state[key])
 
 
-@pytest.mark.parametrize("deleted", ["prefix_adapter.net.2.weight", "emotional_prompt.mask_token", "mask_decoder.mask_decoder.iou_token.weight"])
+@pytest.mark.parametrize(
+    "deleted", ["prefix_adapter.net.2.weight", "emotional_prompt.mask_token", "mask_decoder.mask_decoder.iou_token.weight"]
+)
 def test_a_checkpoint_missing_a_tensor_is_refused(tmp_path, deleted):
     from safetensors.torch import load_file, save_file
 

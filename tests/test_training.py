@@ -23,9 +23,9 @@ from napari_emosem.cli import main as emosem
 from napari_emosem.config import get_preset
 from napari_emosem.data import Stimulus, StimulusDataset
 from napari_emosem.embedding_cache import EmbeddingCache
-from napari_emosem.toy import toy_paintings, write_toy_dataset
 from napari_emosem.emotions import EMOTIONS
 from napari_emosem.reporting import progress_line, training_data_line
+from napari_emosem.toy import toy_paintings, write_toy_dataset
 from napari_emosem.training import TrainConfig, Trainer, from_datasets, from_toy
 
 
@@ -194,7 +194,8 @@ def _drafted_dataset(root, reviewed: int, drafts: int, seed: int = 11):
             for e in toy.emotions
         ]
         if draft and i == reviewed:
-            stimuli.append(Stimulus(next(e for e in EMOTIONS if e not in toy.emotions), None, no_stimulus=True, source="model:tiny"))
+            absent = next(e for e in EMOTIONS if e not in toy.emotions)
+            stimuli.append(Stimulus(absent, None, no_stimulus=True, source="model:tiny"))
         ds.write_painting(toy.image, f"{'draft' if draft else 'human'}-{i}.png", stimuli)
     return ds
 
@@ -287,7 +288,8 @@ def test_progress_covers_the_whole_run_validation_and_caption_metrics_included(t
     train_done = max(e.done for e in events if e.stage == "train")
     assert train_done < total - 1  # the last epoch's validation comes after its last step
     assert any(e.stage == "metrics" and e.epoch == 2 for e in events)
-    assert progress_line(next(e for e in events if e.stage == "metrics")) == "validating (before training): scoring the drafts (BLEU-4)"
+    first_metrics = next(e for e in events if e.stage == "metrics")
+    assert progress_line(first_metrics) == "validating (before training): scoring the drafts (BLEU-4)"
     assert progress_line(next(e for e in events if e.stage == "train")).startswith("epoch 1/2, step 1/")
 
 

@@ -8,6 +8,7 @@ before a model is built or a painting encoded.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 from collections.abc import Iterator, Sequence
@@ -151,8 +152,9 @@ def fine_tune(
             base, seed=config.seed, sam_checkpoint=sam_checkpoint, language_model=language_model, train_lm=train_lm
         )
     except BaseException:
-        if not existed and run.is_dir() and not any(run.iterdir()):
-            run.rmdir()  # no model, no run: leave no empty folder behind
+        if not existed:  # no model, no run: leave no empty folder behind (another process may be first)
+            with contextlib.suppress(OSError):
+                run.rmdir()
         raise
     trainer = Trainer(model, identity, data, config, run, parent=parent, device=device, resume=resume, cache=cache)
     dist = trainer.dist

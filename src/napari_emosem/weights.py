@@ -109,7 +109,7 @@ def fetch(name: str, *, progress=True, weights: SamWeights | None = None) -> Pat
             path=target.parent,
             progressbar=progress,
         )
-    except ValueError as exc:  # pooch: hash mismatch (the temporary file is already deleted)
+    except ValueError:  # pooch: hash mismatch (the temporary file is already deleted)
         raise WeightsError(
             f"downloaded {weights.file_name} from {url} but its sha256 does not match the "
             f"official one ({weights.sha256[:12]}…); nothing was kept. Check EMOSEM_WEIGHTS_URL or "

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 # The metric lines are the core's (the CLI prints the same); re-exported for the widget.
-from ..reporting import METRICS, metric_rows, metrics_line, validation_of
-from ..reporting import value_text
+from ..reporting import METRICS, metric_rows, metrics_line, validation_of, value_text
 
 __all__ = ["METRICS", "choice_label", "metric_rows", "metrics_html", "metrics_line", "validation_of"]
 

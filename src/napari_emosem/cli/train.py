@@ -42,7 +42,8 @@ def register(subparsers) -> None:
     p.add_argument(
         "--include-unreviewed",
         action="store_true",
-        help="also train on model drafts nobody reviewed (by default only reviewed pairs: accepted, edited or written by a person)",
+        help="also train on model drafts nobody reviewed (by default only reviewed pairs: accepted, edited or "
+        "written by a person)",
     )
     p.add_argument("--device", default="auto", choices=DEVICES, help="where to train (auto: a GPU when there is one)")
     p.add_argument("--train-lm", action="store_true", help="also fine-tune the language model's own weights")

@@ -106,7 +106,8 @@ def from_datasets(roots: Sequence[str | os.PathLike], *, include_unreviewed: boo
             "correct and export some paintings first"
         )
     # which datasets, in which state; and whether the run learns from drafts that are in them
-    digest = hashlib.sha256(("\n".join(sorted(hashes)) + ("\nwith unreviewed drafts" if unreviewed_used else "")).encode()).hexdigest()
+    content = "\n".join(sorted(hashes)) + ("\nwith unreviewed drafts" if unreviewed_used else "")
+    digest = hashlib.sha256(content.encode()).hexdigest()
     return TrainingData(
         paintings,
         summary={

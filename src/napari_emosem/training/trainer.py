@@ -214,7 +214,8 @@ class Trainer:
             )
         key = encoder_key(model, self.identity)
         groups = [g for g, p in enumerate(train_paintings) for _ in p.pairs]
-        steps_per_epoch = len(epoch_batches(groups, cfg.batch_size, np.random.default_rng(0), self.dist.rank, self.dist.world_size))
+        dist = self.dist
+        steps_per_epoch = len(epoch_batches(groups, cfg.batch_size, np.random.default_rng(0), dist.rank, dist.world_size))
         drafts = cfg.validate_explanations and any(pair.explanations for p in val_paintings for pair in p.pairs)
         val_units = len(val_paintings) + (1 if drafts else 0)  # the caption metrics count as one
         self._total = len(train_paintings) + len(val_paintings) + val_units + cfg.epochs * (steps_per_epoch + val_units)
@@ -298,7 +299,8 @@ class Trainer:
             yield self._event("epoch", epoch, losses=epoch_losses, metrics=metrics)
             if val and cfg.patience and info["bad_epochs"] >= cfg.patience:
                 stopped_early = True
-                yield self._event("message", epoch, message=f"stopping early: no better validation mIoU for {cfg.patience} epochs")
+                why = f"stopping early: no better validation mIoU for {cfg.patience} epochs"
+                yield self._event("message", epoch, message=why)
                 break
         best = info["best"] or {"val": {}}
         checkpoint = None
