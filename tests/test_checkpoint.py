@@ -72,7 +72,7 @@ def test_save_then_load_gives_identical_outputs(tmp_path, paintings):
         p.set_image(image)
     pa = a.propose(["fear", "awe"], with_probability=True)
     pb = b.propose(["fear", "awe"], with_probability=True)
-    for x, y in zip(pa, pb):
+    for x, y in zip(pa, pb, strict=True):
         np.testing.assert_array_equal(x.probability, y.probability)
         assert x.explanation == y.explanation and x.score == y.score
     assert a.name == info.id and not a.cold_start and "v1" in a.description
@@ -81,7 +81,10 @@ def test_save_then_load_gives_identical_outputs(tmp_path, paintings):
 def test_metadata_records_provenance(tmp_path):
     model, identity = build_emosem(get_preset("tiny"))
     parent = save_checkpoint(model, identity, tmp_path / "v1")
-    child = save_checkpoint(model, identity, tmp_path / "v2", parent=parent, training={"pairs": 7, "data_hash": "ab"}, metrics={"validation": {"miou": 0.5}})
+    child = save_checkpoint(
+        model, identity, tmp_path / "v2", parent=parent, training={"pairs": 7, "data_hash": "ab"},
+        metrics={"validation": {"miou": 0.5}},
+    )
     meta = json.loads((child.path / METADATA_FILE).read_text())
     assert meta["version"] == 2 and meta["parent"]["id"] == parent.id
     assert meta["base"] == {"encoder": "tiny (random init, seed 0)", "encoder_sha256": None, "language_model": "tiny"}
@@ -96,13 +99,19 @@ def test_metadata_records_provenance(tmp_path):
     assert [c.version for c in list_checkpoints(tmp_path)] == [2, 1]
 
 
-def test_fine_tune_runs_started_in_the_same_second_get_their_own_folders():
+def test_fine_tune_runs_started_in_the_same_second_get_their_own_folders(tmp_path):
     from napari_emosem.finetune import default_run_dir
+    from napari_emosem.paths import checkpoints_dir
 
     first = default_run_dir("tiny")
     first.mkdir(parents=True)
     second = default_run_dir("tiny")
-    assert second != first and not second.exists() and second.parent == first.parent
+    assert second != first and not second.exists() and second.parent == first.parent == checkpoints_dir()
+    assert first.name.endswith("-tiny") and second.name.endswith(("-tiny", "-tiny-2"))
+    model, identity = build_emosem(get_preset("tiny"))
+    parent = save_checkpoint(model, identity, tmp_path / "parent")
+    # a checkpoint base names its run by the checkpoint's id, whether given as its folder or its run folder
+    assert default_run_dir(parent.path).name.endswith(parent.id)
 
 
 def test_checkpoint_holds_only_trainable_parts_when_the_encoder_is_frozen(tmp_path):
@@ -161,8 +170,13 @@ def test_language_model_from_a_local_folder(tmp_path):
     assert model.word_embeddings.embedding_dim == 32
     assert "language_model" not in model.trainable_modules()
     emb = torch.randn(1, 64, 16, 16)
+    lm_tokenizer = model.tokenizer
     texts = model.explain(emb, model.emotion_index(["awe"]), torch.rand(1, 64, 64), torch.ones(1, 2), max_new_tokens=4)
-    assert len(texts) == 1
+    # the local folder's tokenizer decodes the drafts, within the token limit, greedily (the same twice)
+    assert isinstance(texts, list) and len(texts) == 1 and isinstance(texts[0], str)
+    assert lm_tokenizer.name_or_path == str(folder)
+    assert len(lm_tokenizer(texts[0], add_special_tokens=False).input_ids) <= 4
+    assert model.explain(emb, model.emotion_index(["awe"]), torch.rand(1, 64, 64), torch.ones(1, 2), max_new_tokens=4) == texts
 
 
 def test_a_checkpoint_refuses_another_language_model(tmp_path):
@@ -189,10 +203,55 @@ def test_malformed_checkpoint_folders_are_explained(tmp_path):
     model, identity = build_emosem(get_preset("tiny"))
     info = save_checkpoint(model, identity, tmp_path / "broken")
     (info.path / WEIGHTS_FILE).write_bytes(b"not safetensors")
+    with pytest.raises(CheckpointError, match="sha256 is not the one recorded"):
+        load_checkpoint(info.path)
+    rehash(info.path)  # damaged, and its metadata made to agree: the file itself is refused
     with pytest.raises(CheckpointError, match="unreadable weights"):
         load_checkpoint(info.path)
     (info.path / CONFIG_FILE).write_text('{"name": "x"}')
     with pytest.raises(CheckpointError, match="does not describe an EmoSEM model"):
+        load_checkpoint(info.path)
+
+
+def rehash(folder):
+    """Make metadata.json record the sha256 of the weights file as it is now (as a tool that
+    rewrote the weights would), so that what is checked next is the weights themselves."""
+    import hashlib
+
+    meta = json.loads((folder / METADATA_FILE).read_text())
+    meta["weights_sha256"] = hashlib.sha256((folder / WEIGHTS_FILE).read_bytes()).hexdigest()
+    (folder / METADATA_FILE).write_text(json.dumps(meta))
+
+
+def test_weights_changed_after_saving_are_refused(tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    model, identity = build_emosem(get_preset("tiny"))
+    info = save_checkpoint(model, identity, tmp_path / "ckpt")
+    state = load_file(str(info.path / WEIGHTS_FILE))
+    key = "prefix_adapter.net.0.bias"
+    state[key] = state[key] + 1.0  # a plausible file, every tensor present: only the hash tells
+    save_file(state, str(info.path / WEIGHTS_FILE))
+    with pytest.raises(CheckpointError, match="sha256 is not the one recorded in metadata.json"):
+        load_checkpoint(info.path)
+    rehash(info.path)
+    loaded, _, _ = load_checkpoint(info.path)
+    torch.testing.assert_close(loaded.state_dict()[key], state[key])
+
+
+@pytest.mark.parametrize(
+    "deleted", ["prefix_adapter.net.2.weight", "emotional_prompt.mask_token", "mask_decoder.mask_decoder.iou_token.weight"]
+)
+def test_a_checkpoint_missing_a_tensor_is_refused(tmp_path, deleted):
+    from safetensors.torch import load_file, save_file
+
+    model, identity = build_emosem(get_preset("tiny"))
+    info = save_checkpoint(model, identity, tmp_path / "ckpt")
+    state = load_file(str(info.path / WEIGHTS_FILE))
+    del state[deleted]
+    save_file(state, str(info.path / WEIGHTS_FILE))
+    rehash(info.path)  # the metadata agrees: the missing weight itself must be noticed
+    with pytest.raises(CheckpointError, match=r"does not fit the model it describes \(0 weights of another shape, 1 missing"):
         load_checkpoint(info.path)
 
 

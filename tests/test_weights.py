@@ -106,11 +106,42 @@ def test_offline_with_nothing_cached_says_which_file_and_where(cache, monkeypatc
     assert str(paths.weights_dir() / "sam_vit_b_01ec64.pth") in message
 
 
-def test_unreachable_host_gives_the_same_advice(cache, monkeypatch):
+def test_unreachable_host_gives_the_same_advice_in_whole_words(cache, monkeypatch):
     # nothing listens on port 9 of 127.0.0.1: the connection is refused at once
     monkeypatch.setenv("EMOSEM_WEIGHTS_URL", "http://127.0.0.1:9")
-    with pytest.raises(WeightsError, match="could not be downloaded.*copy it to"):
+    with pytest.raises(WeightsError, match="could not be downloaded.*copy it to") as info:
         fetch("vit_b", progress=False)
+    message = str(info.value)
+    # the reason is the OS's own words, whole, with the address tried (not urllib3's repr cut at 200 characters)
+    assert "(Connection refused: http://127.0.0.1:9/sam_vit_b_01ec64.pth)" in message
+    assert "emosem weights download vit_b" in message and "--sam-checkpoint PATH" in message
+    assert "HTTPConnection" not in message and "\n" not in message
+
+
+def test_a_long_reason_is_shortened_at_a_word():
+    long = RuntimeError("word " * 100)
+    text = weights.reason(long, limit=48)
+    assert text.endswith(" …") and len(text) <= 50 and text.split()[:-1] == ["word"] * len(text.split()[:-1])
+    try:
+        try:
+            raise FileNotFoundError(2, "No such file or directory")
+        except OSError as inner:
+            raise RuntimeError("wrapper: " + "x" * 300) from inner
+    except RuntimeError as outer:
+        assert weights.reason(outer) == "No such file or directory"
+
+
+@pytest.mark.parametrize("mirror", ["127.0.0.1:8000/sam", "mirror.local/sam/", "/srv/sam", "file:///srv/sam", "http://"])
+def test_a_mirror_url_without_scheme_or_host_is_refused_before_downloading(server, cache, monkeypatch, mirror, capsys):
+    from napari_emosem.cli import main as emosem
+
+    monkeypatch.setenv("EMOSEM_WEIGHTS_URL", mirror)
+    with pytest.raises(WeightsError, match="is not a URL to download from: it needs a scheme and a host"):
+        fetch("test", weights=_entry(server, "good.pth"), progress=False)
+    assert _leftovers(cache) == []
+    assert emosem(["weights", "download", "vit_b"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "EMOSEM_WEIGHTS_URL" in err and "sha256" not in err and "Downloading" not in err
 
 
 def test_registry_lists_the_official_checkpoints():
@@ -129,3 +160,22 @@ def test_a_local_file_that_is_not_a_sam_checkpoint_is_refused(tmp_path):
     text.write_text("hello")
     with pytest.raises(WeightsError, match="not a readable SAM checkpoint"):
         weights.load_sam_state_dict(text)
+
+
+def test_a_gui_can_follow_the_download_with_its_own_progress_object(server, cache):
+    class Bar:  # what a widget's progress bar implements (pooch's protocol)
+        def __init__(self):
+            self.total, self.n, self.closed = None, 0, False
+
+        def update(self, n):
+            self.n += n
+
+        def reset(self):
+            self.n = 0
+
+        def close(self):
+            self.closed = True
+
+    bar = Bar()
+    fetch("test", weights=_entry(server, "good.pth"), progress=bar)
+    assert bar.total == len(PAYLOAD) and bar.n == len(PAYLOAD) and bar.closed

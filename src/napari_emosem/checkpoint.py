@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -131,7 +132,8 @@ def resolve_checkpoint_dir(folder: str | os.PathLike) -> Path:
 
 
 def read_checkpoint(folder: str | os.PathLike) -> CheckpointInfo:
-    """Read a checkpoint's metadata (cheap: no weights). A training run folder means its best."""
+    """Read a checkpoint's metadata (cheap: no weights), checked field by field. A training run
+    folder means its best."""
     folder = resolve_checkpoint_dir(folder)
     if not folder.exists():
         raise CheckpointError(f"{folder}: no such checkpoint folder")
@@ -141,21 +143,113 @@ def read_checkpoint(folder: str | os.PathLike) -> CheckpointInfo:
             f"{folder} is not an EmoSEM checkpoint (missing {', '.join(missing)}); choose a folder "
             "written by `emosem train` or the widget's Fine-tune"
         )
-    try:
-        metadata = json.loads((folder / METADATA_FILE).read_text())
-    except ValueError as exc:
-        raise CheckpointError(f"{folder / METADATA_FILE}: not valid JSON ({exc})") from None
+    metadata = _read_json(folder / METADATA_FILE)
     if not isinstance(metadata, dict) or "id" not in metadata:
         raise CheckpointError(f"{folder / METADATA_FILE}: not EmoSEM checkpoint metadata")
+    check_metadata(metadata, folder / METADATA_FILE)
     return CheckpointInfo(folder, metadata)
 
 
-def read_config(folder: Path) -> EmoSEMConfig:
+def _read_json(path: Path):
     try:
-        data = json.loads((folder / CONFIG_FILE).read_text())
-    except ValueError as exc:
-        raise CheckpointError(f"{folder / CONFIG_FILE}: not valid JSON ({exc})") from None
-    return EmoSEMConfig.from_dict(data)
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, RecursionError) as exc:  # RecursionError: JSON nested thousands deep
+        why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise CheckpointError(f"{path}: not valid JSON ({why}); the checkpoint is damaged") from None
+    except OSError as exc:
+        raise CheckpointError(f"{path}: unreadable ({exc.strerror or exc})") from None
+
+
+_HEX = frozenset("0123456789abcdef")
+
+#: metadata field -> (allowed types, whether it may be missing): everything the annotator and the
+#: loader read from metadata.json, so that a damaged file is refused here and not half-way
+_METADATA_FIELDS = {
+    "id": (str, False),
+    "version": (int, False),
+    "format_version": (int, True),
+    "preset": (str, True),
+    "created": (str, False),
+    "base": (dict, False),
+    "language_model_signature": ((dict, type(None)), True),
+    "emotions": (list, False),
+    "trainable_modules": (list, True),
+    "parent": ((dict, type(None)), True),
+    "training": ((dict, type(None)), True),
+    "metrics": ((dict, type(None)), True),
+    "weights_sha256": (str, False),
+}
+
+
+def check_metadata(metadata: dict, where: Path) -> None:
+    """Raise :class:`CheckpointError` naming the first field of ``metadata.json`` that is missing
+    or of a wrong type."""
+    from .data.records import parse_time
+    from .emotions import EMOTIONS
+
+    def bad(why: str):
+        raise CheckpointError(f"{where}: {why}; the checkpoint is damaged or was not written by napari-emosem")
+
+    for name, (kinds, optional) in _METADATA_FIELDS.items():
+        if name not in metadata:
+            if not optional:
+                bad(f"field {name!r} is missing")
+            continue
+        value = metadata[name]
+        if isinstance(value, bool) or not isinstance(value, kinds):
+            bad(f"field {name!r} is {_show(value)}")
+    if not metadata["id"].strip() or len(metadata["id"]) > 200 or not metadata["id"].isprintable():
+        bad(f"field 'id' is {_show(metadata['id'])}")
+    if metadata["version"] < 1:
+        bad(f"field 'version' is {metadata['version']}, not a version ≥ 1")
+    if metadata.get("format_version", FORMAT_VERSION) > FORMAT_VERSION:
+        raise CheckpointError(
+            f"{where}: written by a newer napari-emosem (checkpoint format {metadata['format_version']}, "
+            f"this one reads {FORMAT_VERSION}); update napari-emosem"
+        )
+    if parse_time(metadata["created"]) is None:
+        bad(f"field 'created' is {_show(metadata['created'])}, not a time")
+    sha = metadata["weights_sha256"]
+    if len(sha) != 64 or not set(sha) <= _HEX:
+        bad(f"field 'weights_sha256' is {_show(sha)}, not a sha256")
+    base = metadata["base"]
+    for key, kinds in (("encoder", str), ("encoder_sha256", (str, type(None))), ("language_model", str)):
+        if not isinstance(base.get(key), kinds):
+            bad(f"field 'base.{key}' is {_show(base.get(key))}")
+    if any(not isinstance(e, str) or e not in EMOTIONS for e in metadata["emotions"]):
+        bad(f"field 'emotions' is {_show(metadata['emotions'])}, not emotions of {', '.join(EMOTIONS)}")
+    parent = metadata.get("parent")
+    if parent is not None and not (isinstance(parent.get("id"), str) and isinstance(parent.get("path"), str)):
+        bad(f"field 'parent' is {_show(parent)}")
+    training = metadata.get("training") or {}
+    for key in ("pairs", "paintings", "epoch"):
+        value = training.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+            bad(f"field 'training.{key}' is {_show(value)}")
+    metrics = metadata.get("metrics") or {}
+    for side in ("validation", "validation_before"):
+        values = metrics.get(side)
+        if values is None:
+            continue
+        if not isinstance(values, dict):
+            bad(f"field 'metrics.{side}' is {_show(values)}")
+        for key, value in values.items():
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)):
+                bad(f"field 'metrics.{side}.{key}' is {_show(value)}, not a number")
+
+
+def _show(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "…"
+
+
+def read_config(folder: Path) -> EmoSEMConfig:
+    """The checked model config of a checkpoint folder."""
+    try:
+        return EmoSEMConfig.from_dict(_read_json(folder / CONFIG_FILE))
+    except CheckpointError as exc:
+        message = str(exc)
+        raise CheckpointError(f"{folder}/{message}" if message.startswith(CONFIG_FILE) else message) from None
 
 
 def load_checkpoint(
@@ -168,6 +262,8 @@ def load_checkpoint(
 
     ``sam_checkpoint`` / ``language_model`` replace where the frozen parts come from (a local copy
     offline); they must be the same encoder (by sha256) and a compatible LM, or this refuses.
+    The weights file must have the sha256 its metadata records and hold exactly the weights the
+    model trains: a changed, truncated or incomplete file is refused, never half-loaded.
     Returns ``(model, identity, info)``.
     """
     from safetensors import SafetensorError
@@ -175,7 +271,19 @@ def load_checkpoint(
 
     info = read_checkpoint(folder)
     config = read_config(info.path)
-    base = info.metadata.get("base") or {}
+    if list(config.emotions) != info.metadata["emotions"]:
+        raise CheckpointError(
+            f"checkpoint {info.id}: its metadata names the emotions {info.metadata['emotions']} but its "
+            f"config {list(config.emotions)}; the checkpoint is damaged"
+        )
+    weights_path = info.path / WEIGHTS_FILE
+    if _sha256(weights_path) != info.metadata["weights_sha256"]:
+        raise CheckpointError(
+            f"{weights_path}: its sha256 is not the one recorded in {METADATA_FILE} "
+            f"({info.metadata['weights_sha256'][:12]}…): the weights were changed or damaged after "
+            "training; use another checkpoint or train again"
+        )
+    base = info.metadata["base"]
     if language_model is not None and language_model != config.language.model:
         config = config.replace(language=_replace_lm(config, language_model))
     try:
@@ -197,9 +305,9 @@ def load_checkpoint(
             "use the language model it was made for"
         )
     try:
-        state = load_file(str(info.path / WEIGHTS_FILE))
+        state = load_file(str(weights_path))
     except (SafetensorError, OSError, ValueError) as exc:
-        raise CheckpointError(f"{info.path / WEIGHTS_FILE}: unreadable weights ({exc}); the file is damaged") from None
+        raise CheckpointError(f"{weights_path}: unreadable weights ({exc}); the file is damaged") from None
     expected = model.trainable_state_dict()
     wrong = [k for k, v in state.items() if k in expected and tuple(expected[k].shape) != tuple(v.shape)]
     missing = sorted(set(expected) - set(state))

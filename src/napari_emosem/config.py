@@ -10,6 +10,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
+import types
+import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from .emotions import EMOTIONS
@@ -110,26 +114,32 @@ class EmoSEMConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> "EmoSEMConfig":
+        """The config a checkpoint's ``config.json`` describes, checked (types, sizes, emotions)
+        before anything is built from it: a damaged or foreign file must not allocate 50 GB."""
         try:
             enc = dict(data["encoder"])
-            enc["global_attn_indexes"] = tuple(enc.get("global_attn_indexes", ()))
-            return cls(
+            if isinstance(enc.get("global_attn_indexes"), list):
+                enc["global_attn_indexes"] = tuple(enc["global_attn_indexes"])
+            emotions = data["emotions"]
+            config = cls(
                 name=data["name"],
                 encoder=EncoderConfig(**enc),
                 decoder=DecoderConfig(**data["decoder"]),
                 language=LanguageConfig(**data["language"]),
                 prompt_template=data["prompt_template"],
-                prefix_length=int(data["prefix_length"]),
-                prefix_hidden=int(data["prefix_hidden"]),
-                emotions=tuple(data["emotions"]),
+                prefix_length=data["prefix_length"],
+                prefix_hidden=data["prefix_hidden"],
+                emotions=tuple(emotions) if isinstance(emotions, list) else emotions,
                 loss=LossWeights(**data.get("loss", {})),
-                seed=int(data.get("seed", 0)),
+                seed=data.get("seed", 0),
             )
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise CheckpointError(
                 f"config.json does not describe an EmoSEM model ({type(exc).__name__}: {exc}); "
                 "was it written by another tool or version?"
             ) from None
+        check_config(config)
+        return config
 
     def replace(self, **changes) -> "EmoSEMConfig":
         return dataclasses.replace(self, **changes)
@@ -189,20 +199,171 @@ def tiny_config() -> EmoSEMConfig:
     )
 
 
+@dataclass(frozen=True)
+class Preset:
+    build: Callable[[], EmoSEMConfig]
+    #: one line for help texts and tooltips: what it is and when to use it
+    about: str
+
+
+#: The model without learned weights (``napari_emosem.starter``); not an EmoSEM preset.
+STARTER = "starter"
+STARTER_ABOUT = "cold-start drafts with no learned weights: works offline at once, nothing to train"
+
 # The ViT sizes are segment_anything's build_sam.py values.
-PRESETS = {
-    "tiny": tiny_config,
-    "vit_b": lambda: _sam("vit_b", 768, 12, 12, (2, 5, 8, 11)),
-    "vit_l": lambda: _sam("vit_l", 1024, 24, 16, (5, 11, 17, 23)),
-    "vit_h": lambda: _sam("vit_h", 1280, 32, 16, (7, 15, 23, 31)),
+PRESETS: dict[str, Preset] = {
+    "tiny": Preset(
+        tiny_config,
+        "a tiny EmoSEM with random weights, for tests and toy data only: on real paintings its drafts are noise",
+    ),
+    "vit_b": Preset(
+        lambda: _sam("vit_b", 768, 12, 12, (2, 5, 8, 11)),
+        "EmoSEM on SAM's ViT-B (375 MB download) and distilgpt2: the start for real paintings",
+    ),
+    "vit_l": Preset(lambda: _sam("vit_l", 1024, 24, 16, (5, 11, 17, 23)), "EmoSEM on SAM's ViT-L (1.2 GB download)"),
+    "vit_h": Preset(lambda: _sam("vit_h", 1280, 32, 16, (7, 15, 23, 31)), "EmoSEM on SAM's ViT-H (2.6 GB download)"),
 }
+
+#: What ``--model`` and the annotator's model list accept besides a checkpoint folder.
+MODEL_CHOICES: tuple[str, ...] = (STARTER, *PRESETS)
+
+#: What fine-tuning starts from unless told otherwise: the smallest SAM-backed preset.
+DEFAULT_BASE = "vit_b"
+
+
+def about_model(name: str) -> str:
+    """The one-line description of a model choice (``starter`` or a preset)."""
+    return STARTER_ABOUT if name == STARTER else PRESETS[name].about
 
 
 def get_preset(name: str) -> EmoSEMConfig:
     try:
-        return PRESETS[name]()
+        preset = PRESETS[name]
     except KeyError:
         raise CheckpointError(
-            f"unknown model preset {name!r}: choose one of {', '.join(PRESETS)}, 'starter', "
+            f"unknown model preset {name!r}: choose one of {', '.join(PRESETS)}, '{STARTER}', "
             "or give a checkpoint folder"
         ) from None
+    return preset.build()
+
+
+# Checking a config read from a file -------------------------------------------------------------
+
+#: Above this a config.json is refused before anything is built (vit_h is about 0.64 billion):
+#: 2 billion float32 parameters are 8 GB.
+MAX_PARAMETERS = 2_000_000_000
+
+
+def check_config(config: EmoSEMConfig) -> None:
+    """Raise :class:`CheckpointError` naming the first field of a wrong type or size, the emotions
+    if they are not the eight, or the size if the model would be too large to build."""
+    for part in ("", "encoder", "decoder", "language", "loss"):
+        _check_types(getattr(config, part) if part else config, part)
+    e, d, lang = config.encoder, config.decoder, config.language
+    positive = {
+        "encoder.img_size": e.img_size, "encoder.patch_size": e.patch_size, "encoder.embed_dim": e.embed_dim,
+        "encoder.depth": e.depth, "encoder.num_heads": e.num_heads, "encoder.window_size": e.window_size,
+        "encoder.out_chans": e.out_chans, "decoder.transformer_depth": d.transformer_depth,
+        "decoder.mlp_dim": d.mlp_dim, "decoder.num_heads": d.num_heads,
+        "decoder.iou_head_hidden_dim": d.iou_head_hidden_dim, "decoder.mask_in_chans": d.mask_in_chans,
+        "language.max_new_tokens": lang.max_new_tokens, "language.n_embd": lang.n_embd,
+        "language.n_layer": lang.n_layer, "language.n_head": lang.n_head, "language.n_positions": lang.n_positions,
+        "prefix_length": config.prefix_length, "prefix_hidden": config.prefix_hidden,
+    }
+    for name, value in positive.items():
+        if value < 1:
+            _bad(f"{name} is {value}; it must be at least 1")
+    for name, value in {"language.no_repeat_ngram_size": lang.no_repeat_ngram_size, "seed": config.seed}.items():
+        if value < 0:
+            _bad(f"{name} is {value}; it must not be negative")
+    for name, value in dataclasses.asdict(config.loss).items():
+        if not (math.isfinite(value) and value >= 0):
+            _bad(f"loss.{name} is {value}; a loss weight is a finite number ≥ 0")
+    if e.img_size % e.patch_size:
+        _bad(f"encoder.img_size {e.img_size} is not a multiple of encoder.patch_size {e.patch_size}")
+    if e.embed_dim % e.num_heads:
+        _bad(f"encoder.embed_dim {e.embed_dim} is not a multiple of encoder.num_heads {e.num_heads}")
+    if e.out_chans % 8 or (e.out_chans // 2) % d.num_heads:
+        _bad(f"encoder.out_chans {e.out_chans} must be a multiple of 8 and of 2 × decoder.num_heads ({d.num_heads})")
+    if any(not 0 <= i < e.depth for i in e.global_attn_indexes):
+        _bad(f"encoder.global_attn_indexes {list(e.global_attn_indexes)} must lie in 0…{e.depth - 1} (the encoder's blocks)")
+    if lang.model == "tiny":
+        if lang.n_embd % lang.n_head:
+            _bad(f"language.n_embd {lang.n_embd} is not a multiple of language.n_head {lang.n_head}")
+        if lang.vocab_size is not None and lang.vocab_size < 257:
+            _bad(f"language.vocab_size {lang.vocab_size} is below the byte tokenizer's 257 tokens")
+    if not lang.model.strip():
+        _bad("language.model is empty; it names a Hugging Face model, a folder, or 'tiny'")
+    try:
+        config.prompt_template.format(emotion="fear")
+    except (KeyError, IndexError, ValueError):
+        _bad(f"prompt_template {config.prompt_template!r} may only use the field {{emotion}}")
+    if len(set(config.emotions)) != len(config.emotions) or set(config.emotions) != set(EMOTIONS):
+        unknown = [x for x in config.emotions if x not in EMOTIONS]
+        _bad(
+            f"emotions are {list(config.emotions)}"
+            + (f" ({', '.join(map(str, unknown))} unknown)" if unknown else "")
+            + f"; an EmoSEM checkpoint has exactly the eight: {', '.join(EMOTIONS)}"
+        )
+    n = parameter_estimate(config)
+    if n > MAX_PARAMETERS:
+        _bad(
+            f"describes a model of about {n / 1e9:.0f} billion parameters (the largest preset, vit_h, has "
+            f"0.64 billion): refused before building it"
+        )
+
+
+def parameter_estimate(config: EmoSEMConfig) -> int:
+    """About how many parameters building ``config`` allocates (within a few percent for the
+    presets; a pretrained LM other than ``tiny`` is not counted: its hub config decides)."""
+    e, d, lang = config.encoder, config.decoder, config.language
+    width, c = e.embed_dim, e.out_chans
+    grid = e.img_size // e.patch_size
+    head = width // e.num_heads
+    rel_pos = 2 * (2 * max(grid, e.window_size) - 1) * head
+    encoder = 3 * e.patch_size**2 * width + grid * grid * width + e.depth * (12 * width * width + rel_pos) + width * c + 9 * c * c
+    decoder = d.transformer_depth * (3 * 2 * c * c + 4 * c * c + 2 * c * d.mlp_dim) + 12 * c * c
+    decoder += 3 * c * d.iou_head_hidden_dim + d.mask_in_chans * (c + 16)
+    lm_width = lang.n_embd if lang.model == "tiny" else 1024
+    lm = 0
+    if lang.model == "tiny":
+        lm = lang.n_layer * 12 * lm_width**2 + ((lang.vocab_size or 257) + lang.n_positions) * lm_width
+    prompt = 6 * lm_width * lm_width + lm_width * c
+    adapter = (2 * c + 5 + lm_width) * config.prefix_hidden + config.prefix_hidden * config.prefix_length * lm_width
+    return encoder + decoder + lm + prompt + adapter
+
+
+def _bad(why: str):
+    raise CheckpointError(f"config.json: {why}; the file is damaged or was not written by napari-emosem")
+
+
+def _check_types(obj, part: str) -> None:
+    hints = typing.get_type_hints(type(obj))
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        if not _is_instance(value, hints[f.name]):
+            name = f"{part}.{f.name}" if part else f.name
+            _bad(f"{name} is {value!r} ({type(value).__name__}), not {_type_name(hints[f.name])}")
+
+
+def _is_instance(value, hint) -> bool:
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        return any(_is_instance(value, a) for a in args)
+    if origin is tuple:
+        return isinstance(value, tuple) and all(_is_instance(v, args[0]) for v in value)
+    if hint is type(None):
+        return value is None
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if dataclasses.is_dataclass(hint):
+        return isinstance(value, hint)
+    return isinstance(value, hint)
+
+
+def _type_name(hint) -> str:
+    return str(hint).replace("typing.", "").replace("<class '", "").replace("'>", "")

@@ -1,19 +1,43 @@
 """Fine-tuning as one call: what ``emosem train`` and the widget's Fine-tune button share.
 
 Runs land in the user data folder (``paths.checkpoints_dir()``, never the working directory)
-unless a folder is given; each run folder's ``best/`` is the checkpoint.
+unless a folder is given; each run folder's ``best/`` is the checkpoint. Everything a user can get
+wrong (the settings, the base, the data, the run folder, a damaged state to resume) is checked
+before a model is built or a painting encoded.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 from collections.abc import Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
 
+from .config import DEFAULT_BASE, PRESETS, STARTER
 from .errors import TrainingError
 from .training import TrainConfig, Trainer, TrainEvent, from_datasets
+
+
+def check_base(spec: str | os.PathLike):
+    """Cheap check of what training starts from: a preset (returns None) or a checkpoint folder
+    (returns its :class:`~napari_emosem.checkpoint.CheckpointInfo`; metadata and config checked)."""
+    spec = str(spec)
+    if spec == STARTER:
+        raise TrainingError(
+            f"'{STARTER}' has no trainable weights; train from {', '.join(PRESETS)} or a checkpoint folder "
+            f"({DEFAULT_BASE} for real paintings)"
+        )
+    if spec in PRESETS:
+        return None
+    from .checkpoint import read_checkpoint, read_config
+
+    if not Path(spec).expanduser().exists():
+        raise TrainingError(f"base {spec!r} is neither a preset ({', '.join(PRESETS)}) nor a checkpoint folder")
+    info = read_checkpoint(spec)
+    read_config(info.path)
+    return info
 
 
 def load_base(
@@ -25,13 +49,11 @@ def load_base(
     train_lm: bool = False,
 ):
     """``(model, identity, parent checkpoint or None)`` to train from a preset or a checkpoint."""
-    from .config import PRESETS, get_preset
-
     spec = str(spec)
-    if spec == "starter":
-        raise TrainingError("'starter' has no trainable weights; train from tiny, vit_b, vit_l, vit_h or a checkpoint")
+    check_base(spec)
     if spec in PRESETS:
         from .build import build_emosem
+        from .config import get_preset
 
         config = get_preset(spec).replace(seed=seed)
         if language_model:
@@ -41,8 +63,6 @@ def load_base(
     else:
         from .checkpoint import load_checkpoint
 
-        if not Path(spec).expanduser().exists():
-            raise TrainingError(f"base {spec!r} is neither a preset ({', '.join(PRESETS)}) nor a checkpoint folder")
         model, identity, parent = load_checkpoint(spec, sam_checkpoint=sam_checkpoint, language_model=language_model)
     if train_lm and not model.config.language.train:
         model.config = model.config.replace(language=dataclasses.replace(model.config.language, train=True))
@@ -50,38 +70,100 @@ def load_base(
     return model, identity, parent
 
 
-def default_run_dir(base_name: str) -> Path:
+def default_run_dir(base: str | os.PathLike) -> Path:
+    """A new run folder in the user data folder: ``<time>-<base>``, where a checkpoint base is
+    named by its id; two runs started in the same second get ``-2``, ``-3``…"""
     from . import paths
 
+    name = Path(str(base)).name
+    if str(base) not in PRESETS and str(base) != STARTER:
+        from .checkpoint import is_checkpoint, read_checkpoint, resolve_checkpoint_dir
+        from .errors import CheckpointError
+
+        if is_checkpoint(resolve_checkpoint_dir(base)):
+            try:
+                name = read_checkpoint(base).id
+            except CheckpointError:
+                pass  # fine_tune reports it; the folder name does not need it
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    run = paths.checkpoints_dir() / f"{stamp}-{Path(str(base_name)).name}"
+    run = paths.checkpoints_dir() / f"{stamp}-{name}"
     n = 2
     while run.exists():  # two runs in the same second must not share (or resume) a folder
-        run = run.with_name(f"{stamp}-{Path(str(base_name)).name}-{n}")
+        run = run.with_name(f"{stamp}-{name}-{n}")
         n += 1
     return run
 
 
+def check_run_dir(run: Path, *, resume: bool) -> None:
+    """Refuse to overwrite another run unless resuming it, and prove the folder is writable."""
+    from ._io import check_writable_dir
+    from .training.state import has_state
+
+    if not resume and has_state(run):
+        raise TrainingError(f"{run} already holds a run; add --resume to continue it, or choose another --out")
+    if run.exists() and not run.is_dir():
+        raise TrainingError(f"{run} is a file, not a run folder; choose another --out")
+    check_writable_dir(run)
+
+
 def fine_tune(
     datasets: Sequence[str | os.PathLike],
-    base: str | os.PathLike,
+    base: str | os.PathLike = DEFAULT_BASE,
     *,
     run_dir: str | os.PathLike | None = None,
     config: TrainConfig | None = None,
     device: str = "auto",
     resume: bool = False,
     cache=None,
-    **base_options,
+    include_unreviewed: bool = False,
+    sam_checkpoint: str | os.PathLike | None = None,
+    language_model: str | None = None,
+    train_lm: bool = False,
 ) -> Iterator[TrainEvent]:
-    """Train ``base`` on ``datasets``; yields progress events, the last one ``stage == "done"``
-    with ``metrics["result"]`` a :class:`~napari_emosem.training.TrainResult`."""
-    from .devices import resolve_device
+    """Train ``base`` on the reviewed pairs of ``datasets`` (and the unreviewed drafts too when
+    ``include_unreviewed``). A generator of :class:`~napari_emosem.training.TrainEvent`:
 
-    data = from_datasets(datasets)  # validate the data before building a model
-    model, identity, parent = load_base(base, seed=(config or TrainConfig()).seed, **base_options)
-    run = Path(run_dir) if run_dir is not None else default_run_dir(parent.id if parent else base)
-    trainer = Trainer(
-        model, identity, data, config or TrainConfig(), run, parent=parent, device=resolve_device(device), resume=resume, cache=cache
+    - first ``stage == "data"``: ``message`` is "training on N reviewed pairs from P paintings;
+      M unreviewed drafts left out" (:func:`napari_emosem.reporting.training_data_line`),
+      ``run_dir`` the run folder, ``metrics`` the counts (``TrainingData.summary``);
+    - then a "message" naming the model and device, and the Trainer's events, each with
+      ``done``/``total`` for the whole run;
+    - last ``stage == "done"``: ``metrics["result"]`` is the
+      :class:`~napari_emosem.training.TrainResult` (``result.data`` holds the counts again).
+    """
+    from .devices import resolve_device
+    from .reporting import training_data_line
+    from .training.trainer import check_resumable
+
+    config = config or TrainConfig()
+    device = resolve_device(device)
+    check_base(base)  # a typo or a damaged checkpoint costs nothing
+    data = from_datasets(datasets, include_unreviewed=include_unreviewed)
+    if resume and run_dir is None:
+        raise TrainingError("resuming needs the folder of the run to continue (--out RUN)")
+    run = Path(run_dir).expanduser() if run_dir is not None else default_run_dir(base)
+    existed = run.exists()
+    check_run_dir(run, resume=resume)
+    if resume:
+        check_resumable(run, data, config)
+    yield TrainEvent("data", message=training_data_line(data.summary), metrics=dict(data.summary), run_dir=str(run))
+    try:
+        model, identity, parent = load_base(
+            base, seed=config.seed, sam_checkpoint=sam_checkpoint, language_model=language_model, train_lm=train_lm
+        )
+    except BaseException:
+        if not existed:  # no model, no run: leave no empty folder behind (another process may be first)
+            with contextlib.suppress(OSError):
+                run.rmdir()
+        raise
+    trainer = Trainer(model, identity, data, config, run, parent=parent, device=device, resume=resume, cache=cache)
+    dist = trainer.dist
+    yield TrainEvent(
+        "message",
+        message=f"from {model.config.name}"
+        + (f" (continuing {parent.label})" if parent else "")
+        + f" on {trainer.device}"
+        + (f" × {dist.world_size} processes" if dist.enabled else "")
+        + f" into {run}",
     )
-    yield TrainEvent("message", message=f"training {data.n_pairs} pairs on {len(data.paintings)} paintings into {run}")
     yield from trainer.run()

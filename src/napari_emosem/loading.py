@@ -5,11 +5,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from .config import MODEL_CHOICES, STARTER
 from .errors import CheckpointError
 from .predictor import Predictor
-
-#: What ``--model`` accepts besides a checkpoint folder.
-MODEL_CHOICES = ("starter", "tiny", "vit_b", "vit_l", "vit_h")
 
 
 def load_predictor(
@@ -32,7 +30,7 @@ def load_predictor(
     from .devices import resolve_device
 
     spec_str = str(spec)
-    if spec_str == "starter":
+    if spec_str == STARTER:
         return _starter(sam_checkpoint, device)
     device = resolve_device(device)
     from .config import PRESETS, get_preset

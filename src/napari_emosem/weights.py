@@ -49,9 +49,24 @@ def offline() -> bool:
     return os.environ.get("EMOSEM_OFFLINE", "").lower() in ("1", "true", "yes")
 
 
+#: what EMOSEM_WEIGHTS_URL may start with (what pooch downloads from)
+MIRROR_SCHEMES = ("http", "https", "ftp")
+
+
 def _url(weights: SamWeights) -> str:
-    mirror = os.environ.get("EMOSEM_WEIGHTS_URL")
-    return mirror.rstrip("/") + "/" + weights.file_name if mirror else weights.url
+    mirror = os.environ.get("EMOSEM_WEIGHTS_URL", "").strip()
+    if not mirror:
+        return weights.url
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(mirror)
+    if parts.scheme not in MIRROR_SCHEMES or not parts.netloc:
+        raise WeightsError(
+            f"EMOSEM_WEIGHTS_URL={mirror!r} is not a URL to download from: it needs a scheme and a host, "
+            f"e.g. http://mirror.local/sam/ ({', '.join(MIRROR_SCHEMES)}); for a file on this machine pass "
+            "its path with --sam-checkpoint instead"
+        )
+    return mirror.rstrip("/") + "/" + weights.file_name
 
 
 def cached_path(name: str) -> Path | None:
@@ -64,8 +79,12 @@ def cached_path(name: str) -> Path | None:
     return None
 
 
-def fetch(name: str, *, progress: bool = True, weights: SamWeights | None = None) -> Path:
-    """Return the local path of SAM checkpoint ``name``, downloading and verifying it if needed."""
+def fetch(name: str, *, progress=True, weights: SamWeights | None = None) -> Path:
+    """Return the local path of SAM checkpoint ``name``, downloading and verifying it if needed.
+
+    ``progress``: True for a bar on stderr, False for none, or an object with tqdm's ``total``,
+    ``update(n)``, ``reset()`` and ``close()`` (pooch's progress-bar protocol) for a GUI's bar.
+    """
     if weights is None:
         if name not in SAM_WEIGHTS:
             raise WeightsError(
@@ -77,42 +96,59 @@ def fetch(name: str, *, progress: bool = True, weights: SamWeights | None = None
         return target
     if offline():
         raise WeightsError(_missing_message(weights, target, "EMOSEM_OFFLINE is set"))
+    url = _url(weights)  # a malformed mirror is refused before anything is downloaded
     import pooch
     import requests
 
     target.parent.mkdir(parents=True, exist_ok=True)
     try:
         path = pooch.retrieve(
-            _url(weights),
+            url,
             known_hash=f"sha256:{weights.sha256}",
             fname=weights.file_name,
             path=target.parent,
             progressbar=progress,
         )
-    except ValueError as exc:  # pooch: hash mismatch (the temporary file is already deleted)
+    except ValueError:  # pooch: hash mismatch (the temporary file is already deleted)
         raise WeightsError(
-            f"downloaded {weights.file_name} from {_url(weights)} but its sha256 does not match the "
+            f"downloaded {weights.file_name} from {url} but its sha256 does not match the "
             f"official one ({weights.sha256[:12]}…); nothing was kept. Check EMOSEM_WEIGHTS_URL or "
             "your proxy, then retry"
         ) from None
     except requests.HTTPError as exc:
-        raise WeightsError(_missing_message(weights, target, f"HTTP {exc.response.status_code}")) from None
+        raise WeightsError(_missing_message(weights, target, f"HTTP {exc.response.status_code} from {url}")) from None
     except (requests.RequestException, OSError) as exc:
-        raise WeightsError(_missing_message(weights, target, _short(exc))) from None
+        raise WeightsError(_missing_message(weights, target, f"{reason(exc)}: {url}")) from None
     return Path(path)
 
 
 def _missing_message(weights: SamWeights, target: Path, why: str) -> str:
     return (
         f"SAM checkpoint {weights.file_name} ({weights.size / 1e6:.0f} MB) is not cached and could not "
-        f"be downloaded ({why}). Download it on a connected machine from {weights.url} and copy it "
-        f"to {target} (or pass the file's path instead of '{weights.name}')"
+        f"be downloaded ({why}). Get it with `emosem weights download {weights.name}` where the internet "
+        f"is reachable (or from {weights.url}) and copy it to {target}, or pass the file with "
+        "--sam-checkpoint PATH (in the annotator: Browse…)"
     )
 
 
-def _short(exc: Exception) -> str:
-    text = str(exc).strip().splitlines()
-    return (text[0] if text else type(exc).__name__)[:200]
+def reason(exc: BaseException, limit: int = 160) -> str:
+    """Why ``exc`` happened, in a few words: the innermost OS error of its chain ("Connection
+    refused", "Name or service not known"), else its first line, shortened at a word."""
+    innermost, seen = exc, set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, OSError) and current.strerror:
+            return current.strerror
+        innermost = current
+        current = current.__cause__ or current.__context__ or getattr(current, "reason", None)
+        if not isinstance(current, BaseException):
+            current = None
+    lines = str(innermost).strip().splitlines()
+    text = lines[0] if lines else type(innermost).__name__
+    if len(text) > limit:
+        text = text[:limit].rsplit(" ", 1)[0] + " …"
+    return text
 
 
 def resolve(spec: str | os.PathLike) -> tuple[Path, str]:
@@ -167,7 +203,7 @@ def load_sam_state_dict(path: Path) -> dict:
         state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except Exception as exc:  # noqa: BLE001 - any failure here means "not a usable checkpoint"
         raise WeightsError(
-            f"{path}: not a readable SAM checkpoint ({_short(exc)}); re-download it "
+            f"{path}: not a readable SAM checkpoint ({reason(exc)}); re-download it "
             "(delete the file and run `emosem weights download`)"
         ) from None
     if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):

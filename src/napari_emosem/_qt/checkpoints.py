@@ -2,15 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
+# The metric lines are the core's (the CLI prints the same); re-exported for the widget.
+from ..reporting import METRICS, metric_rows, metrics_line, validation_of, value_text
 
-#: (metrics key, name shown), in the order shown; BLEU-4 only when the run measured it
-METRICS = (("miou", "mIoU"), ("acc_50", "Acc@0.5"), ("bleu_4", "BLEU-4"))
-
-
-def validation_of(info) -> dict[str, Any]:
-    """The validation metrics a checkpoint was saved with ({} when it has none)."""
-    return ((info.metadata.get("metrics") or {}).get("validation")) or {}
+__all__ = ["METRICS", "choice_label", "metric_rows", "metrics_html", "metrics_line", "validation_of"]
 
 
 def choice_label(info) -> str:
@@ -26,28 +21,6 @@ def choice_label(info) -> str:
     return " · ".join(parts + [info.id])
 
 
-def metric_rows(before: dict, after: dict) -> list[tuple[str, float | None, float | None]]:
-    """``(name, before, after)`` for each metric either side has."""
-    rows = []
-    for key, name in METRICS:
-        b, a = before.get(key), after.get(key)
-        if b is not None or a is not None:
-            rows.append((name, b, a))
-    return rows
-
-
-def _value(x: float | None) -> str:
-    return "–" if x is None else f"{x:.3f}"
-
-
-def metrics_line(before: dict, after: dict) -> str:
-    """One line: ``mIoU 0.041 → 0.702, Acc@0.5 0.000 → 0.750, BLEU-4 0.010 → 0.120``."""
-    rows = metric_rows(before, after)
-    if not rows:
-        return "no validation metrics (a single painting: nothing held out)"
-    return ", ".join(f"{name} {_value(b)} → {_value(a)}" for name, b, a in rows)
-
-
 def metrics_html(before: dict, after: dict, *, title: str) -> str:
     """For a QLabel: the title, then the metrics in one wrapped line, the new values in bold."""
     rows = metric_rows(before, after)
@@ -55,5 +28,5 @@ def metrics_html(before: dict, after: dict, *, title: str) -> str:
         return f"<b>{title}</b><br>{metrics_line(before, after)}"
     pairs = after.get("pairs") or before.get("pairs")
     held_out = f" ({pairs} held-out pairs)" if pairs else ""
-    values = " · ".join(f"{name} {_value(b)} → <b>{_value(a)}</b>" for name, b, a in rows)
+    values = " · ".join(f"{name} {value_text(b)} → <b>{value_text(a)}</b>" for name, b, a in rows)
     return f"<b>{title}</b><br>validation{held_out}: {values}"

@@ -24,15 +24,47 @@ _COMMANDS = (
 )
 
 
+def _shows_nothing(default) -> bool:
+    return default is None or default is False or default is argparse.SUPPRESS
+
+
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Every option's help ends with its default, unless the default is "nothing" (None, off)
+    or the help already says it."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if _shows_nothing(action.default) or "%(default)" in text or "default" in text:
+            return text
+        if not (action.option_strings or action.nargs in (argparse.OPTIONAL, argparse.ZERO_OR_MORE)):
+            return text
+        return f"{text} (default: %(default)s)" if text else "default: %(default)s"
+
+
+class _Parser(argparse.ArgumentParser):
+    """Subcommands (and theirs) list their defaults in --help; an option without help text still
+    shows its default."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", _HelpFormatter)
+        super().__init__(*args, **kwargs)
+
+    def add_argument(self, *args, **kwargs):
+        action = super().add_argument(*args, **kwargs)
+        if action.help is None and not _shows_nothing(action.default):
+            action.help = "default: %(default)s"  # argparse prints no line for an option without help
+        return action
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .. import __version__
 
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="emosem",
         description="Propose, correct, evaluate and fine-tune emotion-stimulus annotations of paintings.",
     )
     parser.add_argument("--version", action="version", version=f"napari-emosem {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
     for module_name, _ in _COMMANDS:
         try:

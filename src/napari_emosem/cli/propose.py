@@ -6,6 +6,7 @@ import os
 import sys
 from pathlib import Path
 
+from ..devices import DEVICES
 from ..errors import EmoSEMError
 
 DEFAULT_OUT = "emosem-proposals"
@@ -31,7 +32,7 @@ def register(subparsers) -> None:
         help="starter (cold start, default), tiny, vit_b, vit_l, vit_h, or a checkpoint folder",
     )
     p.add_argument("--out", default=DEFAULT_OUT, help=f"dataset folder to write (default: ./{DEFAULT_OUT})")
-    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
+    p.add_argument("--device", default="auto", choices=DEVICES)
     p.add_argument("--sam-checkpoint", default=None, help="local SAM .pth to use instead of the cached/downloaded one")
     p.add_argument("--lm", default=None, help="language model id or folder to use instead of the model's own")
     p.add_argument("--beams", type=int, default=1, help="beam width for explanations (1 = greedy)")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from ..weights import SAM_WEIGHTS
+
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
@@ -18,7 +20,7 @@ def register(subparsers) -> None:
     ls = sub.add_parser("list", help="the registry and what is cached")
     ls.set_defaults(func=_list)
     dl = sub.add_parser("download", help="download and verify a checkpoint")
-    dl.add_argument("name", choices=("vit_b", "vit_l", "vit_h"))
+    dl.add_argument("name", choices=tuple(SAM_WEIGHTS), help="which of SAM's checkpoints")
     dl.set_defaults(func=_download)
 
 

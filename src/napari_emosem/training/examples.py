@@ -1,8 +1,10 @@
 """What training learns from: paintings with (emotion, mask, explanations) pairs.
 
-Built from stimulus datasets (what annotators export) or from generated toy paintings. Only pairs
-with a real stimulus mask are used: "no stimulus" records and text-only records are counted and
-reported, not trained on (APOLO's protocol skips empty masks too).
+Built from stimulus datasets (what annotators export) or from generated toy paintings. Only
+reviewed pairs are used unless asked otherwise: a person wrote the record, or accepted or edited a
+model's proposal (``Stimulus.reviewed``); a model's unreviewed draft would teach the model its own
+mistakes. Only pairs with a real stimulus mask are used: "no stimulus" records and text-only
+records are counted and reported, not trained on (APOLO's protocol skips empty masks too).
 """
 
 from __future__ import annotations
@@ -46,15 +48,18 @@ class TrainingData:
         return sum(len(p.pairs) for p in self.paintings)
 
 
-def from_datasets(roots: Sequence[str | os.PathLike]) -> TrainingData:
-    """Training pairs from one or more stimulus dataset folders (validated on open)."""
+def from_datasets(roots: Sequence[str | os.PathLike], *, include_unreviewed: bool = False) -> TrainingData:
+    """Training pairs from one or more stimulus dataset folders (validated on open): the reviewed
+    ones, and the unreviewed drafts too when ``include_unreviewed``. ``summary`` counts what was
+    used and what was left out (see :func:`napari_emosem.reporting.training_data_line`)."""
     from ..data import StimulusDataset
 
     if not roots:
         raise TrainingError("no dataset given: pass at least one --data DATASET folder")
     paintings: list[TrainingPainting] = []
     summaries, hashes = [], []
-    skipped = {"no_stimulus": 0, "text_only": 0}
+    skipped = {"no_stimulus": 0, "text_only": 0, "unreviewed": 0}
+    unreviewed_used = 0
     for root in roots:
         ds = StimulusDataset.open(root)
         by_painting: dict[int, TrainingPainting] = {}
@@ -62,9 +67,13 @@ def from_datasets(roots: Sequence[str | os.PathLike]) -> TrainingData:
             if s.no_stimulus:
                 skipped["no_stimulus"] += 1
                 continue
+            if not s.reviewed and not include_unreviewed:
+                skipped["unreviewed"] += 1
+                continue
             if not s.has_mask or s.area == 0:
                 skipped["text_only"] += 1
                 continue
+            unreviewed_used += not s.reviewed
             tp = by_painting.get(painting.id)
             if tp is None:
                 tp = by_painting[painting.id] = TrainingPainting(
@@ -80,6 +89,13 @@ def from_datasets(roots: Sequence[str | os.PathLike]) -> TrainingData:
     n_pairs = sum(len(p.pairs) for p in paintings)
     where = ", ".join(str(r) for r in roots)
     if n_pairs == 0:
+        if skipped["unreviewed"]:
+            raise TrainingError(
+                f"{where} has no reviewed pair to learn from, only {skipped['unreviewed']} unreviewed model "
+                f"draft{'s' if skipped['unreviewed'] != 1 else ''}: review them first (accept or edit each "
+                "emotion in the annotator, `emosem view DATASET`, then Export), or train on the drafts as "
+                "they are with --include-unreviewed"
+            )
         if skipped["no_stimulus"]:
             raise TrainingError(
                 f"{where} holds only 'no stimulus' records ({skipped['no_stimulus']}); the model learns "
@@ -89,13 +105,18 @@ def from_datasets(roots: Sequence[str | os.PathLike]) -> TrainingData:
             f"{where} has no (painting, emotion) pair with a stimulus mask to learn from; propose, "
             "correct and export some paintings first"
         )
-    digest = hashlib.sha256("\n".join(sorted(hashes)).encode()).hexdigest()
+    # which datasets, in which state; and whether the run learns from drafts that are in them
+    content = "\n".join(sorted(hashes)) + ("\nwith unreviewed drafts" if unreviewed_used else "")
+    digest = hashlib.sha256(content.encode()).hexdigest()
     return TrainingData(
         paintings,
         summary={
             "datasets": summaries,
             "paintings": len(paintings),
             "pairs": n_pairs,
+            "reviewed_pairs": n_pairs - unreviewed_used,
+            "unreviewed_pairs": unreviewed_used,
+            "include_unreviewed": include_unreviewed,
             "skipped": skipped,
         },
         data_hash=digest,
@@ -122,7 +143,15 @@ def from_toy(toys) -> TrainingData:
         ]
         paintings.append(TrainingPainting(f"toy/{i:05d}", (lambda im=toy.image: im), pairs))
     data = TrainingData(paintings, data_hash=h.hexdigest())
-    data.summary = {"datasets": [{"root": "toy"}], "paintings": len(paintings), "pairs": data.n_pairs}
+    data.summary = {
+        "datasets": [{"root": "toy"}],
+        "paintings": len(paintings),
+        "pairs": data.n_pairs,
+        "reviewed_pairs": data.n_pairs,  # generated with their true masks
+        "unreviewed_pairs": 0,
+        "include_unreviewed": False,
+        "skipped": {"no_stimulus": 0, "text_only": 0, "unreviewed": 0},
+    }
     return data
 
 

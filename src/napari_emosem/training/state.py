@@ -14,6 +14,8 @@ from pathlib import Path
 
 import torch
 
+from ..errors import TrainingError
+
 STATE_DIR = "state"
 
 
@@ -44,27 +46,68 @@ def save_state(run_dir: Path, model, optimizer: torch.optim.Optimizer, info: dic
         raise
 
 
-def load_state(run_dir: Path, model, optimizer: torch.optim.Optimizer) -> dict | None:
-    """Restore weights and optimizer; return the saved info, or None when there is no state."""
+def read_state_info(run_dir: str | os.PathLike) -> dict:
+    """The JSON part of a run's state, checked; :class:`TrainingError` if it is damaged."""
+    folder = Path(run_dir) / STATE_DIR
+    try:
+        info = json.loads((folder / "state.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError) as exc:
+        raise _damaged(run_dir, f"state.json unreadable: {type(exc).__name__}") from None
+    if not isinstance(info, dict):
+        raise _damaged(run_dir, "state.json is not an object")
+    kinds = {
+        "epoch": int, "global_step": int, "bad_epochs": int, "history": list, "data_hash": str,
+        "config": dict, "optimizer_scalars": dict, "best": (dict, type(None)), "before": (dict, type(None)),
+    }
+    for key, kind in kinds.items():
+        value = info.get(key)
+        if not isinstance(value, kind) or isinstance(value, bool):
+            raise _damaged(run_dir, f"state.json field {key!r} is {value!r}")
+    if info["epoch"] < 1 or info["global_step"] < 0 or info["bad_epochs"] < 0:
+        raise _damaged(run_dir, "state.json counts are negative")
+    best = info["best"]
+    if best is not None and not (isinstance(best.get("epoch"), int) and isinstance(best.get("val"), dict)):
+        raise _damaged(run_dir, "state.json field 'best' is malformed")
+    if not all(isinstance(h, dict) for h in info["history"]):
+        raise _damaged(run_dir, "state.json field 'history' is malformed")
+    return info
+
+
+def load_state(run_dir: Path, model, optimizer: torch.optim.Optimizer) -> dict:
+    """Restore weights and optimizer; return the saved info. :class:`TrainingError` if the state
+    is damaged or belongs to another model."""
+    from safetensors import SafetensorError
     from safetensors.torch import load_file
 
     folder = run_dir / STATE_DIR
-    if not (folder / "state.json").is_file():
-        return None
-    info = json.loads((folder / "state.json").read_text())
-    model.load_state_dict(load_file(str(folder / "weights.safetensors")), strict=False)
-    tensors = load_file(str(folder / "optimizer.safetensors"))
+    info = read_state_info(run_dir)
+    try:
+        weights = load_file(str(folder / "weights.safetensors"))
+        tensors = load_file(str(folder / "optimizer.safetensors"))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise _damaged(run_dir, f"tensors unreadable: {type(exc).__name__}") from None
+    expected = model.trainable_state_dict()
+    if weights.keys() != expected.keys() or any(weights[k].shape != expected[k].shape for k in expected):
+        raise _damaged(run_dir, "its weights do not fit this model: was it started from another base?")
     state: dict[int, dict] = {}
-    for key, value in tensors.items():
-        index, name = key.split(".", 1)
-        state.setdefault(int(index), {})[name] = value
-    for key, value in info.pop("optimizer_scalars", {}).items():
-        index, name = key.split(".", 1)
-        state.setdefault(int(index), {})[name] = value
-    current = optimizer.state_dict()
-    optimizer.load_state_dict({"state": state, "param_groups": current["param_groups"]})
+    try:
+        for key, value in [*tensors.items(), *info.pop("optimizer_scalars").items()]:
+            index, name = key.split(".", 1)
+            state.setdefault(int(index), {})[name] = value
+        model.load_state_dict(weights, strict=False)
+        current = optimizer.state_dict()
+        optimizer.load_state_dict({"state": state, "param_groups": current["param_groups"]})
+    except (ValueError, KeyError, RuntimeError) as exc:
+        raise _damaged(run_dir, f"optimizer state does not fit: {type(exc).__name__}") from None
     return info
 
 
 def has_state(run_dir: str | os.PathLike) -> bool:
     return (Path(run_dir) / STATE_DIR / "state.json").is_file()
+
+
+def _damaged(run_dir, why: str) -> TrainingError:
+    state = Path(run_dir) / STATE_DIR
+    return TrainingError(
+        f"{state} is damaged ({why}); it cannot be resumed: start a new run (another --out), or delete {state}"
+    )

@@ -31,7 +31,7 @@ from . import distributed
 from .batches import collate, epoch_batches
 from .examples import TrainingData, split_by_painting
 from .features import PaintingFeatures, prepare
-from .state import has_state, load_state, save_state
+from .state import has_state, load_state, read_state_info, save_state
 
 BEST = "best"
 LOG = "log.jsonl"
@@ -56,6 +56,39 @@ class TrainConfig:
     #: draft explanations during validation and score BLEU-4 (needs Java)
     validate_explanations: bool = True
 
+    def __post_init__(self) -> None:
+        # Checked here, before any data is read or model built, for the CLI and the widget alike.
+        # (The names are the CLI's options; the widget's fields say the same.)
+        def bad(option: str, value, rule: str):
+            raise TrainingError(f"{option} {value!r}: {rule}")
+
+        def number(value) -> bool:
+            return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+        def whole(value) -> bool:
+            return isinstance(value, int) and not isinstance(value, bool)
+
+        if not whole(self.epochs) or self.epochs < 1:
+            bad("--epochs", self.epochs, "give a whole number of epochs, at least 1")
+        if self.lr is not None and not (number(self.lr) and self.lr > 0):
+            bad("--lr", self.lr, "the learning rate must be a positive number, e.g. 1e-4")
+        if not whole(self.batch_size) or self.batch_size < 1:
+            bad("--batch-size", self.batch_size, "give at least 1 pair per step")
+        if not (number(self.val_fraction) and 0 <= self.val_fraction < 1):
+            bad("--val-fraction", self.val_fraction, "the share of paintings held out must be in [0, 1)")
+        if not whole(self.seed) or not 0 <= self.seed < 2**63:
+            bad("--seed", self.seed, "the seed must be a whole number ≥ 0")
+        if not whole(self.patience) or self.patience < 0:
+            bad("--patience", self.patience, "give a number of epochs ≥ 0 (0 turns early stopping off)")
+        if not (number(self.weight_decay) and self.weight_decay >= 0):
+            bad("weight_decay", self.weight_decay, "must be a number ≥ 0")
+        if not (number(self.grad_clip) and self.grad_clip >= 0):
+            bad("grad_clip", self.grad_clip, "must be a number ≥ 0 (0: no clipping)")
+        for name in ("warmup_fraction", "click_fraction"):
+            value = getattr(self, name)
+            if not (number(value) and 0 <= value <= 1):
+                bad(name, value, "must be a share in [0, 1]")
+
     def learning_rate(self, model) -> float:
         if self.lr is not None:
             return self.lr
@@ -64,7 +97,18 @@ class TrainConfig:
 
 @dataclass
 class TrainEvent:
-    stage: str  # "prepare" | "validate" | "train" | "epoch" | "done" | "message"
+    """One step of progress.
+
+    ``stage``: "data" (from :func:`~napari_emosem.finetune.fine_tune`: what is trained on, where),
+    "message", "prepare" (a painting encoded), "validate" (a validation painting proposed and
+    drafted), "metrics" (scoring the drafts: BLEU-4), "train" (an optimiser step), "epoch" (an
+    epoch ended: losses and validation metrics), "done" (``metrics["result"]`` is the
+    :class:`TrainResult`). ``step``/``steps`` count within the stage; ``done``/``total`` count
+    the whole run (preparation, validation before training, and per epoch its steps, validation
+    paintings and caption metrics), so a progress bar never stalls at 100% while validation runs.
+    """
+
+    stage: str
     epoch: int = 0
     epochs: int = 0
     step: int = 0
@@ -72,6 +116,12 @@ class TrainEvent:
     losses: dict = field(default_factory=dict)
     metrics: dict = field(default_factory=dict)
     message: str = ""
+    done: int = 0
+    total: int = 0
+    #: the paintings this step trained on or validated (keys: "<dataset>/<file name>")
+    paintings: tuple[str, ...] = ()
+    #: on "data" events: the run folder
+    run_dir: str = ""
 
 
 @dataclass
@@ -82,6 +132,24 @@ class TrainResult:
     history: list[dict]
     epochs_run: int
     stopped_early: bool
+    #: what was trained on (:attr:`TrainingData.summary`: pairs, paintings, unreviewed drafts)
+    data: dict = field(default_factory=dict)
+
+
+def check_resumable(run_dir: Path | None, data: TrainingData, config: TrainConfig) -> None:
+    """Raise :class:`TrainingError` unless ``run_dir`` holds a finished epoch of the same run:
+    the same data, seed and batch size, and an undamaged state."""
+    if run_dir is None or not has_state(run_dir):
+        raise TrainingError(f"nothing to resume in {run_dir}: no finished epoch was saved there; drop --resume to start")
+    info = read_state_info(run_dir)
+    if info["data_hash"] != data.data_hash:
+        raise TrainingError(
+            f"the training data changed since {run_dir} was started; --resume continues the same "
+            "run on the same data: start a new run (another --out) instead"
+        )
+    saved = info["config"]
+    if saved.get("seed") != config.seed or saved.get("batch_size") != config.batch_size:
+        raise TrainingError("--resume needs the same --seed and --batch-size as the run it continues")
 
 
 def lr_at(step: int, total: int, base: float, warmup_fraction: float) -> float:
@@ -116,16 +184,9 @@ class Trainer:
         self.dist, self.device = distributed.init(device)
         self.model = model.to(self.device)
         self.cache = cache if cache is not None else EmbeddingCache()
-        if config.epochs < 1:
-            raise TrainingError("--epochs must be at least 1")
-        if config.batch_size < 1:
-            raise TrainingError("--batch-size must be at least 1")
-        if not 0 <= config.val_fraction < 1:
-            raise TrainingError("--val-fraction must be in [0, 1)")
-        if resume and (self.run_dir is None or not has_state(self.run_dir)):
-            raise TrainingError(
-                f"nothing to resume in {self.run_dir}: no finished epoch was saved there; drop --resume to start"
-            )
+        self._done = self._total = 0
+        if resume:
+            check_resumable(self.run_dir, data, config)  # before any work: a damaged state costs nothing
 
     # ------------------------------------------------------------------------------------------
     def fit(self, on_event=None) -> TrainResult:
@@ -137,11 +198,14 @@ class Trainer:
                 result = event.metrics["result"]
         return result
 
+    def _event(self, stage: str, epoch: int = 0, step: int = 0, steps: int = 0, **fields) -> TrainEvent:
+        return TrainEvent(stage, epoch, self.config.epochs, step, steps, done=self._done, total=self._total, **fields)
+
     def run(self) -> Iterator[TrainEvent]:
         cfg, model = self.config, self.model
         train_paintings, val_paintings = split_by_painting(self.data, cfg.val_fraction, cfg.seed)
         if not val_paintings:
-            yield TrainEvent(
+            yield self._event(
                 "message",
                 message="only one painting: no validation possible; training on it without validation "
                 "(no early stopping, the last epoch is kept)"
@@ -149,14 +213,18 @@ class Trainer:
                 else "validation is off (--val-fraction 0): no early stopping, the last epoch is kept",
             )
         key = encoder_key(model, self.identity)
+        groups = [g for g, p in enumerate(train_paintings) for _ in p.pairs]
+        dist = self.dist
+        steps_per_epoch = len(epoch_batches(groups, cfg.batch_size, np.random.default_rng(0), dist.rank, dist.world_size))
+        drafts = cfg.validate_explanations and any(pair.explanations for p in val_paintings for pair in p.pairs)
+        val_units = len(val_paintings) + (1 if drafts else 0)  # the caption metrics count as one
+        self._total = len(train_paintings) + len(val_paintings) + val_units + cfg.epochs * (steps_per_epoch + val_units)
         train = yield from self._prepare(train_paintings, key, "training")
         val = yield from self._prepare(val_paintings, key, "validation")
         items = [(pf, pair) for pf in train for pair in pf.pairs]
-        groups = [g for g, pf in enumerate(train) for _ in pf.pairs]
         lr = cfg.learning_rate(model)
         params = [p for p in model.parameters() if p.requires_grad]
         optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=cfg.weight_decay)
-        steps_per_epoch = len(epoch_batches(groups, cfg.batch_size, np.random.default_rng(0), self.dist.rank, self.dist.world_size))
         total_steps = steps_per_epoch * cfg.epochs
         net = model
         if self.dist.enabled:
@@ -171,7 +239,8 @@ class Trainer:
         info = {"epoch": 0, "global_step": 0, "best": None, "bad_epochs": 0, "history": [], "before": None}
         if self.resume:
             info = self._restore(optimizer)
-            yield TrainEvent("message", message=f"resuming after epoch {info['epoch']} of {cfg.epochs}")
+            self._done += val_units + info["epoch"] * (steps_per_epoch + val_units)
+            yield self._event("message", message=f"resuming after epoch {info['epoch']} of {cfg.epochs}")
         if info["before"] is None:
             info["before"] = yield from self._validate(val, 0)
         stopped_early = False
@@ -186,13 +255,13 @@ class Trainer:
             batches = epoch_batches(groups, cfg.batch_size, shared, self.dist.rank, self.dist.world_size)
             click_steps = shared.random(len(batches)) < cfg.click_fraction
             for step, indices in enumerate(batches, 1):
-                clicks = bool(click_steps[step - 1])
+                chosen = [items[i] for i in indices]
                 batch = collate(
                     model,
-                    [items[i] for i in indices],
+                    chosen,
                     local,
                     embeddings_for=lambda pf: pf.get_embedding(self.cache, key),
-                    clicks=clicks,
+                    clicks=bool(click_steps[step - 1]),
                 ).to(self.device)
                 for group in optimizer.param_groups:
                     group["lr"] = lr_at(info["global_step"], total_steps, lr, cfg.warmup_fraction)
@@ -205,16 +274,17 @@ class Trainer:
                 info["global_step"] += 1
                 for name, value in losses.items():
                     sums[name] = sums.get(name, 0.0) + float(value.detach())
-                yield TrainEvent(
-                    "train", epoch, cfg.epochs, step, len(batches),
+                self._done += 1
+                yield self._event(
+                    "train", epoch, step, len(batches),
                     losses={k: v / step for k, v in sums.items()},
+                    paintings=tuple(dict.fromkeys(pf.key for pf, _ in chosen)),
                 )
             epoch_losses = {k: v / len(batches) for k, v in sums.items()}
             metrics = yield from self._validate(val, epoch)
             record = {"epoch": epoch, "losses": epoch_losses, "val": metrics}
             info["history"].append(record)
-            improved = self._improved(metrics, info["best"])
-            if improved:
+            if self._improved(metrics, info["best"]):
                 info["best"] = {"epoch": epoch, "val": metrics}
                 info["bad_epochs"] = 0
                 self._save_best(metrics, info)
@@ -226,10 +296,11 @@ class Trainer:
                 with open(self.run_dir / LOG, "a", encoding="utf-8") as log:
                     log.write(json.dumps(record) + "\n")
             distributed.barrier(self.dist)
-            yield TrainEvent("epoch", epoch, cfg.epochs, losses=epoch_losses, metrics=metrics)
+            yield self._event("epoch", epoch, losses=epoch_losses, metrics=metrics)
             if val and cfg.patience and info["bad_epochs"] >= cfg.patience:
                 stopped_early = True
-                yield TrainEvent("message", epoch, cfg.epochs, message=f"stopping early: no better validation mIoU for {cfg.patience} epochs")
+                why = f"stopping early: no better validation mIoU for {cfg.patience} epochs"
+                yield self._event("message", epoch, message=why)
                 break
         best = info["best"] or {"val": {}}
         checkpoint = None
@@ -237,8 +308,10 @@ class Trainer:
             from ..checkpoint import read_checkpoint
 
             checkpoint = read_checkpoint(self.run_dir / BEST)
-        result = TrainResult(checkpoint, info["before"] or {}, best["val"], info["history"], info["epoch"], stopped_early)
-        yield TrainEvent("done", info["epoch"], cfg.epochs, metrics={"result": result})
+        result = TrainResult(
+            checkpoint, info["before"] or {}, best["val"], info["history"], info["epoch"], stopped_early, dict(self.data.summary)
+        )
+        yield self._event("done", info["epoch"], metrics={"result": result})
 
     # ------------------------------------------------------------------------------------------
     def _prepare(self, paintings, key, what) -> Iterator[TrainEvent]:
@@ -250,7 +323,7 @@ class Trainer:
             # each process encodes its share into the shared disk cache, then all read it
             mine = paintings[self.dist.rank :: self.dist.world_size]
             for done, total, _ in prepare(self.model, mine, encoder_key=key, cache=self.cache, device=self.device, encode=False):
-                yield TrainEvent("prepare", step=done, steps=total, message=f"encoding {what} paintings")
+                yield self._event("prepare", step=done, steps=total, message=f"encoding {what} paintings")
             distributed.barrier(self.dist)
         budget = 1.5 * 1024**3
         per = 4 * self.model.config.encoder.out_chans * self.model.config.encoder.embedding_size**2
@@ -260,20 +333,14 @@ class Trainer:
             self.model, paintings, encoder_key=key, cache=self.cache, device=self.device, encode=True, keep_in_memory=keep
         ):
             out.append(features)
-            yield TrainEvent("prepare", step=done, steps=total, message=f"preparing {what} paintings")
+            self._done += 1
+            yield self._event("prepare", step=done, steps=total, message=f"preparing {what} paintings", paintings=(features.key,))
         return out
 
     def _restore(self, optimizer) -> dict:
         info = load_state(self.run_dir, self.model, optimizer)
-        if info.get("data_hash") != self.data.data_hash:
-            raise TrainingError(
-                f"the training data changed since {self.run_dir} was started; --resume continues the same "
-                "run on the same data: start a new run (another --out) instead"
-            )
-        saved = info.pop("config", {})
-        if saved.get("seed") != self.config.seed or saved.get("batch_size") != self.config.batch_size:
-            raise TrainingError("--resume needs the same --seed and --batch-size as the run it continues")
-        info.pop("data_hash", None)
+        info.pop("config")
+        info.pop("data_hash")
         return info
 
     @staticmethod
@@ -308,7 +375,12 @@ class Trainer:
         metrics: dict = {}
         if self.dist.is_main and val:
             metrics = yield from self._validate_main(val, epoch)
+        elif val:  # the other processes wait for rank 0's metrics: their progress jumps with it
+            self._done += len(val) + (1 if self._drafts(val) else 0)
         return distributed.broadcast(self.dist, metrics)
+
+    def _drafts(self, val: list[PaintingFeatures]) -> bool:
+        return self.config.validate_explanations and any(p.explanations for pf in val for p in pf.pairs)
 
     @torch.no_grad()
     def _validate_main(self, val: list[PaintingFeatures], epoch: int) -> Iterator[TrainEvent]:
@@ -333,10 +405,15 @@ class Trainer:
                     if pair.explanations:
                         refs[(pf.key, j)] = pair.explanations
                         cands[(pf.key, j)] = texts[j]
-            yield TrainEvent("validate", epoch, self.config.epochs, i, len(val))
+            self._done += 1
+            yield self._event("validate", epoch, i, len(val), paintings=(pf.key,))
         seg = summarise_ious(ious)
         metrics = {"miou": seg["miou"], "acc_25": seg["acc_25"], "acc_50": seg["acc_50"], "pairs": seg["pairs"]}
-        metrics["bleu_4"] = _bleu4(refs, cands) if cands else None
+        metrics["bleu_4"] = None
+        if self._drafts(val):
+            yield self._event("metrics", epoch, message="scoring the drafts (BLEU-4)")
+            metrics["bleu_4"] = _bleu4(refs, cands) if cands else None
+            self._done += 1
         return metrics
 
 
