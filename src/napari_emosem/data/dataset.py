@@ -482,7 +482,7 @@ class StimulusDataset:
             return WriteReport()
         try:
             with self._thread_lock, store.write_lock(self._root, self._lock_timeout):
-                check_writable_dir(self.images_dir)
+                self.images_dir.mkdir(exist_ok=True)
                 doc = self._document_under_lock()
                 store.recover(self._root, doc.info.get("write_id"))
                 new_doc = _shallow_copy(doc)

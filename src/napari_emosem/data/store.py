@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .._io import atomic_open, atomic_write_json, describe_os_error, fsync_dir
+from .._io import atomic_open, atomic_write_json, describe_os_error, fsync_dir, remove_stale_temp_files
 from ..errors import DatasetError
 
 ANNOTATIONS = "annotations.json"
@@ -234,6 +234,9 @@ def recover(root: Path, committed_write_id: Any) -> None:
             if name.startswith((f".{ANNOTATIONS}.", f".{JOURNAL}.")) and name.endswith(".tmp"):
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(entry.path)
+        # others, e.g. the probe of a writability check, are made outside the lock: only a dead
+        # process's are deleted
+        remove_stale_temp_files(root)
     except OSError as exc:
         raise DatasetError(
             f"{root}: cannot tidy up after an interrupted write ({describe_os_error(exc)}); "
