@@ -76,7 +76,7 @@ def replaces(existing: Stimulus | None, new: Stimulus, *, overwrite_reviewed: bo
     never replaced by an unreviewed one (a model's draft) unless ``overwrite_reviewed`` asks for
     it. A reviewed record may replace anything: that is a person's decision. Every writer of a
     dataset follows this rule (:meth:`StimulusDataset.write_paintings` applies it); the
-    annotator calls it to decide before it asks.
+    annotator can call it to decide before it asks.
     """
     if existing is None or not existing.reviewed or new.reviewed:
         return True
