@@ -500,7 +500,7 @@ def test_files_follow_the_umask_and_a_replaced_file_keeps_its_mode(tmp_path):
     try:
         ds = StimulusDataset.open(tmp_path / "ds", create=True)
         ds.write_painting(rgb(), "a.png", [Stimulus("fear", explanations=["x"])])
-        mode = lambda p: stat.S_IMODE(os.stat(p).st_mode)  # noqa: E731
+        mode = lambda p: stat.S_IMODE(os.stat(p).st_mode)
         assert mode(ds.root / "annotations.json") == 0o664
         assert mode(ds.root / "images" / "a.png") == 0o664
         assert mode(ds.root / "images") == 0o775

@@ -20,8 +20,8 @@ from napari_emosem.evaluate import (
     predictions_from_predictor,
 )
 from napari_emosem.image_io import image_digest, load_image
-from napari_emosem.predictor import Predictor, Proposal
 from napari_emosem.paintings import painting_paths
+from napari_emosem.predictor import Predictor, Proposal
 
 PAINTINGS = painting_paths()
 SHIFT = {"fear": 12, "awe": 4}

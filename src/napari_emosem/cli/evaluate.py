@@ -67,10 +67,10 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from ..errors import EmoSEMError
     from .._io import atomic_write_json, check_writable_file, describe_os_error
     from ..data import StimulusDataset
     from ..emotions import parse_emotions
+    from ..errors import EmoSEMError
     from ..evaluate import (
         evaluate_report,
         format_table,

@@ -30,7 +30,13 @@ from typing import Any
 
 import numpy as np
 
-from .._io import atomic_open, atomic_write_json, check_writable_dir, open_regular, remove_stale_temp_files
+from .._io import (
+    atomic_open,
+    atomic_write_json,
+    check_writable_dir,
+    open_regular,
+    remove_stale_temp_files,
+)
 from ..emotions import EMOTIONS, SOMETHING_ELSE, normalise_emotion, parse_emotions
 from ..errors import DatasetError, UnknownEmotionError
 from ..image_io import IMAGE_SUFFIXES, MAX_PIXELS

@@ -38,9 +38,23 @@ from .. import __version__
 from .._io import check_writable_dir, create_new, describe_os_error, fsync_dir
 from ..emotions import EMOTIONS, POSITIVE, SOMETHING_ELSE, parse_emotions
 from ..errors import DatasetError, EmoSEMError
-from ..image_io import IMAGE_SUFFIXES, MAX_PIXELS, MIN_SIDE, image_digest, load_image, to_rgb_uint8
+from ..image_io import (
+    IMAGE_SUFFIXES,
+    MAX_PIXELS,
+    MIN_SIDE,
+    image_digest,
+    load_image,
+    to_rgb_uint8,
+)
 from . import store
-from .records import ANNOTATION_FIELDS, METADATA_KEYS, Painting, Stimulus, now_iso, replaces
+from .records import (
+    ANNOTATION_FIELDS,
+    METADATA_KEYS,
+    Painting,
+    Stimulus,
+    now_iso,
+    replaces,
+)
 from .rle import RLE, empty_rle, encode_mask, rle_bbox
 from .validate import (
     CATEGORY_IDS,

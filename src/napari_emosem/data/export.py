@@ -13,7 +13,12 @@ from pathlib import Path
 
 import numpy as np
 
-from .._io import atomic_write_bytes, check_writable_dir, describe_os_error, remove_stale_temp_files
+from .._io import (
+    atomic_write_bytes,
+    check_writable_dir,
+    describe_os_error,
+    remove_stale_temp_files,
+)
 from ..emotions import EMOTIONS, parse_emotions
 from ..errors import EmoSEMError
 from .apolo import _check_unique_names, export_apolo

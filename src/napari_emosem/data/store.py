@@ -29,7 +29,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .._io import atomic_open, atomic_write_json, describe_os_error, fsync_dir, remove_stale_temp_files
+from .._io import (
+    atomic_open,
+    atomic_write_json,
+    describe_os_error,
+    fsync_dir,
+    remove_stale_temp_files,
+)
 from ..errors import DatasetError
 
 ANNOTATIONS = "annotations.json"
