@@ -213,6 +213,14 @@ def test_propose_on_a_real_full_disk_lands_what_fits_and_says_what_did_not(tmp_p
         result["traceback"] = "Traceback" in err.getvalue()
         ds = StimulusDataset.open(disk / "ds")
         result["landed"] = sorted(p.file_name for p in ds.paintings)
+        with open(disk / "filler", "wb", buffering=0) as filler, contextlib.suppress(OSError):
+            while True:  # take again what the failed paintings freed
+                filler.write(bytes(4096))
+        err = io.StringIO()  # exporting onto the full disk: one line, not a traceback
+        with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+            result["export"] = main(["export", str(disk / "ds"), "--format", "png", "--out", str(disk / "png")])
+        result["export_err"] = err.getvalue()
+        (disk / "filler").unlink()
         mount("-o", "remount,size=8m", str(disk))  # space again: the next write
         ds.write_painting(work / "in" / "p4.png", "after.png", [])
         ds = StimulusDataset.open(disk / "ds")
@@ -233,6 +241,9 @@ def test_propose_on_a_real_full_disk_lands_what_fits_and_says_what_did_not(tmp_p
             assert lines == [] or (len(lines) == 1 and "written to the dataset, but not its overlay" in lines[0])
     assert set(result["landed"]) < set(result["after"])
     assert result["leftovers"] == []
+    export_lines = result["export_err"].strip().splitlines()
+    assert result["export"] == 2 and len(export_lines) == 1
+    assert "the export stopped half-way (No space left on device" in export_lines[0]
 
 
 @needs_namespaces
