@@ -151,6 +151,14 @@ def _deep(obj):
     return json.dumps(obj).replace('"DEEP"', "[" * 100_000 + "]" * 100_000)
 
 
+def _deep_but_parseable(obj):
+    # parses, but writing it back from a call stack 120 frames deep (a napari callback) raised
+    # RecursionError: refused when opened, where it is one clear line
+    image = next(i for i in obj["images"] if i["file_name"] == "bad.png")
+    image["provenance"] = "DEEP"
+    return json.dumps(obj).replace('"DEEP"', "[" * 900 + "]" * 900)
+
+
 def _symlink_out(root: Path) -> None:
     secret = root.parent / "outside.png"
     Image.fromarray(rgb(1)).save(secret)
@@ -190,6 +198,7 @@ DATASET_CASES = {
     "score Infinity": (_score("-Infinity"), "-Infinity is not a JSON number", False),
     "score 1e999": (_score("1e999"), "1e999 is not a JSON number", False),
     "JSON nested 100,000 deep": (_deep, "nested thousands of levels deep", False),
+    "metadata nested 900 deep": (_deep_but_parseable, "field 'provenance' is nested more than 32 levels deep", False),
     "image symlinked out of the dataset": (_symlink_out, "outside the dataset's images/ folder", False),
     "image that is a FIFO": (_fifo_image, "not a regular file", False),
     "absurd image size": (_huge_size, "1000000 × 1000000 px is not the size of a real image", False),

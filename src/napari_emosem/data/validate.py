@@ -246,6 +246,10 @@ def parse_document(
                     f"says {width} × {height}"
                 )
         metadata = {k: v for k, v in img.items() if k not in IMAGE_CORE_FIELDS}
+        deep = [k for k, v in metadata.items() if _depth(v, MAX_EXTRA_DEPTH) > MAX_EXTRA_DEPTH]
+        if deep:  # it would be written back: deeper than JSON writers follow is refused now
+            problems.append(f"{where}: field {deep[0]!r} is nested more than {MAX_EXTRA_DEPTH} levels deep")
+            continue
         doc.paintings[image_id] = Painting(image_id, file_name, width, height, metadata)
         doc.records[image_id] = []
 
