@@ -168,8 +168,15 @@ def test_import_apolo_cli(release, tmp_path, capsys):
         "--artemis", str(release["artemis"]), "--images", str(release["images"]),
         "--out", str(tmp_path / "cli"), "--split", "test",
     ])  # fmt: skip
-    out = capsys.readouterr().out
-    assert code == 0
+    captured = capsys.readouterr()
+    out = captured.out
+    # the release holds two unusable rows: an error line each problem, exit 2, the rest is imported
+    assert code == 2
+    errors = [line for line in captured.err.splitlines() if "error:" in line]
+    assert len(errors) == 3
+    assert any("row 7: no 'painting' name" in e for e in errors)
+    assert any(f"{JACKSON}: artemis_id [5] belong to another painting" in e for e in errors)
+    assert any(f"{JACKSON}: emotion unknown" in e for e in errors)
     assert "imported 3 pairs" in out
     assert f"1 paintings whose image was not found (skipped): {CEZANNE}" in out
     assert len(StimulusDataset.open(tmp_path / "cli").pairs()) == 3

@@ -400,3 +400,147 @@ def test_reviewed_is_written_explicitly_and_derived_for_older_files(ds):
     assert {s.emotion: s.reviewed for s in again.stimuli("a.png")} == {
         "awe": False, "fear": True, "anger": True, "sadness": True, "amusement": True,
     }
+
+
+# ----------------------------------------------------------------------------- nothing a person wrote is lost
+def _draft(emotion: str, seed: int, shape=(48, 64)) -> Stimulus:
+    mask = box(shape, seed, seed, 6, 8)
+    return Stimulus(emotion, mask, [f"draft {seed}"], source="model:m2", score=0.5)
+
+
+def test_replaces_is_the_one_rule():
+    from napari_emosem.data.records import replaces
+
+    person = Stimulus("fear", explanations=["mine"])
+    accepted = Stimulus("fear", explanations=["ok"], source="model:m1", reviewed=True)
+    nothing_here = Stimulus("fear", no_stimulus=True, source="model:m1")
+    draft = _draft("fear", 1)
+    for reviewed in (person, accepted, nothing_here):
+        assert reviewed.reviewed
+        assert not replaces(reviewed, draft)
+        assert replaces(reviewed, draft, overwrite_reviewed=True)
+        assert replaces(reviewed, Stimulus("fear", explanations=["a person's new version"]))
+    assert replaces(_draft("fear", 2), draft) and replaces(None, draft)
+
+
+def test_a_proposal_never_replaces_reviewed_records_unless_asked(ds):
+    from napari_emosem.data import PaintingUpdate
+
+    image = rgb()
+    ds.write_painting(image, "a.png", [
+        Stimulus("fear", box((48, 64), 0, 0, 5, 5), ["a person drew this"]),
+        Stimulus("awe", no_stimulus=True, source="model:m1"),  # a person said: no stimulus
+        Stimulus("anger", box((48, 64), 1, 1, 5, 5), ["edited"], source="model:m1", edited=True),
+        _draft("sadness", 3),  # an unreviewed draft
+        Stimulus("disgust", explanations=["text a person wrote"]),  # not proposed again: stays
+    ])  # fmt: skip
+    before = {s.emotion: s for s in ds.stimuli("a.png")}
+    proposals = [_draft(e, 9) for e in ("fear", "awe", "anger", "sadness", "amusement")]
+
+    report = ds.write_paintings([PaintingUpdate(image, "a.png", proposals, records="merge")])
+    after = {s.emotion: s for s in ds.stimuli("a.png")}
+    assert sorted(report.kept_reviewed) == [("a.png", "anger"), ("a.png", "awe"), ("a.png", "fear")]
+    assert report.replaced_reviewed == []
+    for emotion in ("fear", "awe", "anger", "disgust"):  # exactly as they were
+        assert after[emotion].explanations == before[emotion].explanations
+        assert np.array_equal(after[emotion].mask, before[emotion].mask)
+        assert after[emotion].reviewed and after[emotion].modified == before[emotion].modified
+    assert after["sadness"].explanations == ["draft 9"]  # a draft replaces a draft
+    assert after["amusement"].source == "model:m2"  # a new emotion is added
+    assert StimulusDataset.open(ds.root).stimulus("a.png", "fear").explanations == ["a person drew this"]
+
+    report = ds.write_paintings([PaintingUpdate(image, "a.png", proposals[:1], records="merge", overwrite_reviewed=True)])
+    assert report.replaced_reviewed == [("a.png", "fear")] and report.kept_reviewed == []
+    assert ds.stimulus("a.png", "fear").explanations == ["draft 9"]
+    assert ds.stimulus("a.png", "awe").no_stimulus  # merge: the others stay
+
+
+def test_an_exact_write_removes_what_is_not_given_but_keeps_reviewed_records_it_drafts_over(ds):
+    image = rgb()
+    ds.write_painting(image, "a.png", [Stimulus("fear", explanations=["mine"]), _draft("awe", 1), _draft("anger", 2)])
+    # an annotator's export: fear came back as a draft (kept), awe dropped (rejected), anger kept
+    kept = ds.write_painting(image, "a.png", [_draft("fear", 5), _draft("anger", 2)])
+    assert kept.file_name == "a.png"
+    assert {s.emotion: s.explanations for s in ds.stimuli("a.png")} == {"fear": ["mine"], "anger": ["draft 2"]}
+    with pytest.raises(DatasetError, match="records='upsert'; choose 'exact' or 'merge'"):
+        ds.write_painting(image, "a.png", [], records="upsert")
+
+
+def test_new_pixels_do_not_silently_drop_reviewed_records(ds):
+    ds.write_painting(rgb(seed=0), "a.png", [Stimulus("fear", explanations=["mine"]), _draft("awe", 1)])
+    with pytest.raises(DatasetError, match=r"reviewed records \(fear\) describe the old pixels"):
+        ds.write_painting(rgb(seed=1), "a.png", [_draft("fear", 2)], replace=True, records="merge")
+    assert np.array_equal(ds.image("a.png"), rgb(seed=0))
+    report_painting = ds.write_painting(rgb(seed=1), "a.png", [_draft("fear", 2)], replace=True, overwrite_reviewed=True)
+    assert report_painting.file_name == "a.png"
+    assert [s.explanations for s in ds.stimuli("a.png")] == [["draft 2"]]
+
+
+def test_non_json_values_are_never_written(ds):
+    before = ds.root / "annotations.json"
+    ds.write_painting(rgb(), "a.png", [])
+    content = before.read_bytes()
+    for stimulus, needle in (
+        (Stimulus("fear", explanations=["x"], score=float("nan")), "score nan is not a number"),
+        (Stimulus("fear", explanations=["x"], extra={"weight": float("inf")}), "cannot be written as JSON"),
+        (Stimulus("fear", explanations=["x"], extra={"when": object()}), "cannot be written as JSON"),
+    ):
+        with pytest.raises(DatasetError, match=needle):
+            ds.write_painting(rgb(), "a.png", [stimulus])
+    with pytest.raises(DatasetError, match="metadata cannot be written as JSON"):
+        ds.write_painting(rgb(), "a.png", [], metadata={"year": float("nan")})
+    assert before.read_bytes() == content
+
+
+def test_files_follow_the_umask_and_a_replaced_file_keeps_its_mode(tmp_path):
+    import os
+    import stat
+
+    previous = os.umask(0o002)  # a team's shared folder: group-writable
+    try:
+        ds = StimulusDataset.open(tmp_path / "ds", create=True)
+        ds.write_painting(rgb(), "a.png", [Stimulus("fear", explanations=["x"])])
+        mode = lambda p: stat.S_IMODE(os.stat(p).st_mode)
+        assert mode(ds.root / "annotations.json") == 0o664
+        assert mode(ds.root / "images" / "a.png") == 0o664
+        assert mode(ds.root / "images") == 0o775
+        os.chmod(ds.root / "annotations.json", 0o644)  # chosen by the team: kept on rewrite
+        ds.write_painting(rgb(), "a.png", [Stimulus("fear", explanations=["y"])])
+        assert mode(ds.root / "annotations.json") == 0o644
+    finally:
+        os.umask(previous)
+
+
+def test_opening_images_never_switches_off_pils_bomb_guard(tmp_path, monkeypatch):
+    """PIL's guard is a process-wide setting; toggling it races between threads (issue 10)."""
+    import types
+
+    import PIL.Image
+
+    writes = []
+
+    class Watched(types.ModuleType):
+        def __setattr__(self, name, value):
+            if name == "MAX_IMAGE_PIXELS":
+                writes.append(value)
+            super().__setattr__(name, value)
+
+    monkeypatch.setattr(PIL.Image, "__class__", Watched)
+    ds = StimulusDataset.open(tmp_path / "ds", create=True)
+    ds.write_painting(painting_path(0), stimuli=[])
+    assert load_image(ds.image_path(painting_path(0).name)).shape[2] == 3
+    StimulusDataset.open(ds.root)  # header checks
+    assert writes == []
+
+
+def test_a_painting_above_pils_bomb_limit_but_within_ours_opens(tmp_path):
+    """179–200 MP: PIL refuses them by default; we allow 200 MP (MAX_PIXELS)."""
+    from napari_emosem.data.validate import image_header_size
+    from napari_emosem.propose import _stored_size
+
+    path = tmp_path / "big.png"
+    Image.new("1", (14_000, 13_000)).save(path)  # 182 MP, 1 bit per pixel: small to write
+    assert image_header_size(path) == (14_000, 13_000)
+    assert _stored_size(path) == (13_000, 14_000)
+    rgb_pixels = load_image(path)
+    assert rgb_pixels.shape == (13_000, 14_000, 3)

@@ -20,8 +20,8 @@ from napari_emosem.evaluate import (
     predictions_from_predictor,
 )
 from napari_emosem.image_io import image_digest, load_image
-from napari_emosem.predictor import Predictor, Proposal
 from napari_emosem.paintings import painting_paths
+from napari_emosem.predictor import Predictor, Proposal
 
 PAINTINGS = painting_paths()
 SHIFT = {"fear": 12, "awe": 4}
@@ -238,8 +238,10 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
 
 
 def test_cli_with_the_real_starter_model(tmp_path, monkeypatch, capsys):
-    pytest.importorskip("napari_emosem.loading")
-    toy = pytest.importorskip("napari_emosem.toy")
+    from napari_emosem import toy
+    from napari_emosem.loading import load_predictor
+    from napari_emosem.metrics import apolo_iou
+
     monkeypatch.setenv("EMOSEM_CACHE_DIR", str(tmp_path / "cache"))  # no SAM weights: regions only
     gt = StimulusDataset.open(tmp_path / "toy", create=True)
     for i, painting in enumerate(toy.toy_paintings(2, seed=3)):
@@ -250,5 +252,16 @@ def test_cli_with_the_real_starter_model(tmp_path, monkeypatch, capsys):
                  "--json", str(out), "--no-explanations"])  # fmt: skip
     assert code == 0, capsys.readouterr().err
     seg = json.loads(out.read_text())["segmentation"]
-    assert seg["pairs"] == len(gt.pairs(with_masks_only=True))
-    assert 0.0 <= seg["miou"] <= 1.0
+    # the same starter model, pair by pair: the CLI scores each painting's own soft maps
+    predictor = load_predictor("starter", device="cpu")
+    expected: dict[str, list[float]] = {}
+    for painting, s in gt.pairs(with_masks_only=True):
+        predictor.set_image(gt.image(painting))
+        (proposal,) = predictor.propose([s.emotion], explain=False, with_probability=True)
+        expected.setdefault(s.emotion, []).append(apolo_iou(proposal.probability, s.mask))
+    everything = [v for values in expected.values() for v in values]
+    assert seg["pairs"] == len(everything) == len(gt.pairs(with_masks_only=True))
+    assert seg["miou"] == pytest.approx(np.mean(everything), abs=1e-9)
+    assert seg["acc_25"] == pytest.approx(np.mean(np.array(everything) >= 0.25), abs=1e-9)
+    for emotion, values in expected.items():
+        assert seg["per_emotion"][emotion]["miou"] == pytest.approx(np.mean(values), abs=1e-9)

@@ -216,6 +216,26 @@ def test_no_java_process_is_left_running(wrapper_scores):
     assert _java_children() == []
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+@pytest.mark.parametrize("fails", [False, True])
+def test_the_meteor_jvm_ends_with_its_block_error_or_not(fails):
+    """The JVM must end when the block does, not when the garbage collector reaches pycocoevalcap's
+    Meteor.__del__: the object is still referenced here, so only _meteor's own cleanup can end it."""
+    from napari_emosem.metrics import _meteor
+
+    try:
+        with _meteor() as meteor:
+            held = meteor
+            process = meteor.meteor_p
+            assert process.pid in _java_children()  # a real JVM, a child of this process
+            if fails:
+                raise RuntimeError("scoring failed")
+    except RuntimeError:
+        assert fails
+    assert held.meteor_p is process and process.returncode is not None  # ended and reaped
+    assert process.pid not in _java_children()
+
+
 def test_empty_inputs_and_pairs_without_references():
     out = caption_scores({"a": ["x"]}, {"a": "   ", "b": "text"})
     assert out["pairs"] == 0 and out["bleu_1"] is None and out["per_group"] == {}

@@ -21,6 +21,28 @@ def _errors(capsys) -> list[str]:
     return [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
 
 
+def _overlay_shows(overlay: np.ndarray, image: np.ndarray, index: int, mask: np.ndarray) -> float:
+    """IoU between the stimulus panel ``index`` of a contact sheet highlights and ``mask``.
+
+    The sheet (overlay.render_overlay, default layout: 4 columns of 360 px panels in 376 × 454 px
+    cells under a 24 px title) shows the painting at 35 % brightness outside the stimulus and at
+    75 % (plus the emotion's tint) inside it; so the panel's brightness over the painting's tells
+    which pixels it highlights.
+    """
+    h, w = image.shape[:2]
+    scale = 360 / max(h, w)
+    ph, pw = max(1, round(h * scale)), max(1, round(w * scale))
+    small = np.asarray(Image.fromarray(image).resize((pw, ph), Image.BILINEAR, reducing_gap=3.0), np.float32)
+    x0 = (index % 4) * 376 + 8 + (360 - pw) // 2
+    y0 = 24 + (index // 4) * 454 + 8
+    panel = overlay[y0 : y0 + ph, x0 : x0 + pw].astype(np.float32)
+    visible = small.sum(-1) > 60  # too dark to tell 35 % from 75 %
+    highlighted = (panel.sum(-1) / np.maximum(small.sum(-1), 1)) > 0.55
+    expected = np.asarray(Image.fromarray(mask.astype(np.uint8) * 255).resize((pw, ph), Image.NEAREST)) > 127
+    union = ((highlighted | expected) & visible).sum()
+    return float(((highlighted & expected) & visible).sum() / max(union, 1))
+
+
 def test_propose_all_emotions_offline_with_the_default_starter(tmp_path, paintings, capsys):
     out = tmp_path / "out"
     assert emosem(["propose", str(paintings[0]), str(paintings[1]), "--out", str(out)]) == 0
@@ -33,8 +55,15 @@ def test_propose_all_emotions_offline_with_the_default_starter(tmp_path, paintin
             assert s.mask.shape == (painting.height, painting.width) and s.mask.any()
             assert s.explanation and s.source == "model:starter" and not s.edited
             assert 0 <= s.score <= 1
-        overlay = np.asarray(Image.open(out / "overlays" / f"{Path(painting.file_name).stem}.png"))
-        assert overlay.ndim == 3 and overlay.shape[0] > 300
+        # the contact sheet shows this painting with each emotion's stored stimulus, in order
+        overlay = np.asarray(Image.open(out / "overlays" / f"{Path(painting.file_name).stem}.png").convert("RGB"))
+        image = ds.image(painting)
+        for index, s in enumerate(stimuli):
+            assert _overlay_shows(overlay, image, index, s.mask) > 0.8, s.emotion
+        # and not another emotion's: panels differ where the masks do
+        fear, sadness = EMOTIONS.index("fear"), EMOTIONS.index("sadness")
+        if (stimuli[fear].mask != stimuli[sadness].mask).mean() > 0.2:
+            assert _overlay_shows(overlay, image, fear, stimuli[sadness].mask) < 0.8
     # the original bytes are kept
     assert (out / "images" / paintings[0].name).read_bytes() == paintings[0].read_bytes()
     printed = capsys.readouterr().out
@@ -66,6 +95,61 @@ def test_running_again_updates_the_painting_in_place(tmp_path, paintings):
     second = json.loads((out / "annotations.json").read_text())
     assert len(second["images"]) == 1 and second["images"][0]["id"] == first["images"][0]["id"]
     assert len(second["annotations"]) == 2
+    # proposing one emotion touches only that emotion's record
+    assert emosem(["propose", str(paintings[0]), "--emotions", "awe", "--out", str(out)]) == 0
+    third = json.loads((out / "annotations.json").read_text())
+    assert len(third["annotations"]) == 3
+    assert [a for a in third["annotations"] if a["id"] in {b["id"] for b in second["annotations"]}] == second["annotations"]
+
+
+def test_proposing_again_never_replaces_what_a_person_reviewed(tmp_path, paintings, capsys):
+    out = tmp_path / "out"
+    painting = str(paintings[0])
+    assert emosem(["propose", painting, "--emotions", "fear,awe,sadness", "--out", str(out)]) == 0
+    # what the issue reproduced: a record marked written by a person, and one marked no stimulus
+    doc = json.loads((out / "annotations.json").read_text())
+    names = {c["id"]: c["name"] for c in doc["categories"]}
+    mine = {}
+    for a in doc["annotations"]:
+        if names[a["category_id"]] == "fear":
+            a.update(source="human", edited=True, explanation="the knife", explanations=["the knife"])
+            a.pop("reviewed")  # as an older file would have it: derived
+        if names[a["category_id"]] == "awe":
+            a.update(no_stimulus=True, segmentation={"size": a["segmentation"]["size"], "counts": [a["segmentation"]["size"][0] * a["segmentation"]["size"][1]]}, reviewed=True)
+        mine[names[a["category_id"]]] = a
+    (out / "annotations.json").write_text(json.dumps(doc))
+    capsys.readouterr()
+
+    assert emosem(["propose", painting, "--out", str(out)]) == 0  # all eight emotions
+    err = capsys.readouterr().err
+    assert "kept 2 reviewed records (use --overwrite-reviewed to replace them)" in err
+    ds = StimulusDataset.open(out)
+    assert ds.stimulus(paintings[0].name, "fear").explanations == ["the knife"]
+    assert ds.stimulus(paintings[0].name, "awe").no_stimulus
+    assert len(ds.stimuli(paintings[0].name)) == 8
+    assert ds.stimulus(paintings[0].name, "sadness").source == "model:starter"
+
+    assert emosem(["propose", painting, "--emotions", "fear", "--out", str(out), "--overwrite-reviewed"]) == 0
+    assert "replaced 1 reviewed records" in capsys.readouterr().err
+    ds = StimulusDataset.open(out)
+    assert ds.stimulus(paintings[0].name, "fear").source == "model:starter"
+    assert ds.stimulus(paintings[0].name, "awe").no_stimulus  # not proposed: untouched
+
+
+def test_the_library_keeps_reviewed_records_too(tmp_path, paintings):
+    from napari_emosem.data import Stimulus
+    from napari_emosem.loading import load_predictor
+    from napari_emosem.propose import propose_paintings
+
+    out = tmp_path / "out"
+    ds = StimulusDataset.open(out, create=True)
+    ds.write_painting(paintings[1], stimuli=[Stimulus("sadness", explanations=["her tired eyes"], annotator="maria")])
+    predictor = load_predictor("starter", device="cpu")
+    report = propose_paintings([paintings[1]], predictor, ["sadness", "fear"], out, overlays=False)
+    assert report.kept_reviewed == [(paintings[1].name, "sadness")] and report.replaced_reviewed == []
+    ds = StimulusDataset.open(out)
+    assert ds.stimulus(paintings[1].name, "sadness").explanations == ["her tired eyes"]
+    assert ds.stimulus(paintings[1].name, "fear").source == "model:starter"
 
 
 def _write(path: Path, array: np.ndarray, mode=None, **save) -> Path:

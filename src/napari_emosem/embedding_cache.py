@@ -19,8 +19,23 @@ DEFAULT_MAX_BYTES = 2 * 1024**3
 
 
 def default_max_bytes() -> int:
-    env = os.environ.get("EMOSEM_EMBEDDING_CACHE_MB")
-    return int(float(env) * 1024**2) if env else DEFAULT_MAX_BYTES
+    """The cache's bound: ``EMOSEM_EMBEDDING_CACHE_MB`` megabytes (0 turns the disk cache off),
+    else 2 GiB. A value that is not a number raises a one-line EmoSEMError."""
+    from .errors import EmoSEMError
+
+    env = os.environ.get("EMOSEM_EMBEDDING_CACHE_MB", "").strip()
+    if not env:
+        return DEFAULT_MAX_BYTES
+    try:
+        megabytes = float(env)
+    except ValueError:
+        megabytes = float("nan")
+    if not (0 <= megabytes < 1 << 40):  # NaN, negative, inf, absurd
+        raise EmoSEMError(
+            f"EMOSEM_EMBEDDING_CACHE_MB={env!r} is not a size in megabytes; set a number such as "
+            "2048 (0 turns the disk cache off), or unset it for the default 2 GiB"
+        )
+    return int(megabytes * 1024**2)
 
 
 @dataclass

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Iterable
 
 from .errors import UnknownEmotionError
@@ -24,13 +25,33 @@ POSITIVE = frozenset(EMOTIONS[:4])
 NEGATIVE = frozenset(EMOTIONS[4:])
 
 
+def _key(name: str) -> str:
+    return " ".join(str(name).strip().lower().replace("_", " ").split())
+
+
+def closest_emotion(name: str) -> str | None:
+    """The emotion ``name`` was most likely meant to be (a typo: "faer", "sadnes"), or None."""
+    # 0.7: typos ("faer" 0.75, "sadnes" 0.92) qualify, other words ("happiness"/sadness 0.62) not
+    found = difflib.get_close_matches(_key(name), EMOTIONS, n=1, cutoff=0.7)
+    return found[0] if found else None
+
+
+def _suggestions(names: list[str]) -> str:
+    guesses = {name: guess for name in names if (guess := closest_emotion(name))}
+    if not guesses:
+        return ""
+    if len(names) == 1:
+        return f" (did you mean {guesses[names[0]]}?)"
+    return " (did you mean " + ", ".join(f"{g} for {n!r}" for n, g in guesses.items()) + "?)"
+
+
 def normalise_emotion(name: str) -> str:
     """Return the canonical spelling of ``name`` (case, spaces, ``something_else``)."""
-    key = " ".join(str(name).strip().lower().replace("_", " ").split())
+    key = _key(name)
     if key in EMOTIONS or key == SOMETHING_ELSE:
         return key
     raise UnknownEmotionError(
-        f"unknown emotion {name!r}: choose from {', '.join(EMOTIONS)} (or 'all')"
+        f"unknown emotion {name!r}{_suggestions([name])}: choose from {', '.join(EMOTIONS)} (or 'all')"
     )
 
 
@@ -59,7 +80,7 @@ def parse_emotions(spec: str | Iterable[str] | None) -> tuple[str, ...]:
     if unknown:
         names = ", ".join(repr(u) for u in unknown)
         raise UnknownEmotionError(
-            f"unknown emotion{'s' if len(unknown) > 1 else ''} {names}: "
+            f"unknown emotion{'s' if len(unknown) > 1 else ''} {names}{_suggestions(unknown)}: "
             f"choose from {', '.join(EMOTIONS)} (or 'all')"
         )
     return tuple(e for e in EMOTIONS if e in chosen)

@@ -1,13 +1,23 @@
 """Reading paintings: any file PIL reads, any array napari holds, to RGB ``uint8`` (H, W, 3).
 
 Grayscale, palette, RGBA, CMYK, 16-bit and float inputs are converted; what cannot be used
-(not an image, corrupt, too small, too large) raises :class:`ImageError` naming the file and the
-problem.
+(not an image, corrupt, too small, too large, not a regular file) raises :class:`ImageError`
+naming the file and the problem.
+
+Files are opened with :func:`open_image`, never with ``PIL.Image.open``: PIL's decompression-bomb
+guard refuses paintings above 179 MP although we allow 200 MP (:data:`MAX_PIXELS`, checked with a
+clearer message before any pixel is decoded), and switching the guard off and on around a call
+(``Image.MAX_IMAGE_PIXELS = None``) is a process-wide toggle that races between threads and can
+leave it off for everyone.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
+import struct
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -23,35 +33,81 @@ MAX_PIXELS = 200_000_000
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp", ".gif")
 
 
-def load_image(path: str | os.PathLike) -> np.ndarray:
-    """Read an image file as RGB uint8, applying its EXIF orientation."""
-    from PIL import Image, ImageOps, UnidentifiedImageError
+def open_regular_file(path: str | os.PathLike):
+    """Open an image file for binary reading; a missing file, a folder, a FIFO or a device
+    raises ImageError (see :func:`napari_emosem._io.open_regular`)."""
+    from ._io import NotRegularFileError, open_regular
+
+    try:
+        return open_regular(path)
+    except FileNotFoundError:
+        raise ImageError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise ImageError(f"{path}: is a folder, not an image file") from None
+    except NotRegularFileError:
+        raise ImageError(f"{path}: not a regular file (a pipe, socket or device); give an image file") from None
+    except OSError as exc:
+        if exc.errno == errno.ENAMETOOLONG:
+            raise ImageError(f"{path}: the file name is too long for this file system") from None
+        raise ImageError(f"{path}: cannot read it ({exc.strerror or exc})") from None
+
+
+@contextlib.contextmanager
+def open_image(path: str | os.PathLike) -> Iterator:
+    """``PIL.Image.open`` for a file, without PIL's decompression-bomb check (see the module
+    docstring): identifies the file from its header and decodes nothing. The caller checks the
+    size before loading pixels. Raises ImageError for what is not a readable image file."""
+    from PIL import Image, UnidentifiedImageError
 
     path = Path(path)
-    if not path.exists():
-        raise ImageError(f"{path}: no such file")
-    if path.is_dir():
-        raise ImageError(f"{path}: is a folder, not an image file")
-    previous = Image.MAX_IMAGE_PIXELS
-    Image.MAX_IMAGE_PIXELS = None  # we check the size ourselves, with a clearer message
-    try:
-        with Image.open(path) as img:
-            _check_size(path, img.width, img.height)
+    with open_regular_file(path) as fp:
+        prefix = fp.read(16)
+        Image.init()  # every format plugin (what Image.open falls back to)
+        image = None
+        for fmt in list(Image.ID):
+            factory, accept = Image.OPEN[fmt]
             try:
-                img.load()
-            except (OSError, SyntaxError, ValueError) as exc:
-                raise ImageError(f"{path}: the image data is corrupt or truncated ({exc})") from None
-            img = ImageOps.exif_transpose(img)
-            array = _pil_to_rgb(img)
-    except UnidentifiedImageError:
-        raise ImageError(
-            f"{path}: not an image file that can be read (expected JPEG, PNG, TIFF, …)"
-        ) from None
-    except OSError as exc:
-        raise ImageError(f"{path}: cannot read the image ({exc})") from None
-    finally:
-        Image.MAX_IMAGE_PIXELS = previous
-    return array
+                accepted = not accept or accept(prefix)
+                if accepted and not isinstance(accepted, str):  # a str is PIL's "almost" warning
+                    fp.seek(0)
+                    image = factory(fp, os.fspath(path))
+                    break
+            except (SyntaxError, IndexError, TypeError, struct.error):
+                continue  # not this format (what Image.open does too)
+            except (OSError, ValueError, UnidentifiedImageError) as exc:
+                raise ImageError(f"{path}: cannot read the image ({exc})") from None
+        if image is None:
+            raise ImageError(f"{path}: not an image file that can be read (expected JPEG, PNG, TIFF, …)")
+        with image:
+            yield image
+
+
+def header_size(path: str | os.PathLike) -> tuple[int, int]:
+    """(width, height) of the image file as :func:`load_image` returns it (EXIF rotation applied),
+    from its header: no pixel is decoded. Raises ImageError."""
+    with open_image(path) as img:
+        width, height = img.size
+        try:
+            orientation = img.getexif().get(0x0112, 1)
+        except Exception:  # a broken EXIF block: load_image ignores it too
+            orientation = 1
+    if orientation in (5, 6, 7, 8):  # rotated by 90°: load_image transposes it
+        width, height = height, width
+    return int(width), int(height)
+
+
+def load_image(path: str | os.PathLike) -> np.ndarray:
+    """Read an image file as RGB uint8, applying its EXIF orientation."""
+    from PIL import ImageOps
+
+    path = Path(path)
+    with open_image(path) as img:
+        _check_size(path, img.width, img.height)
+        try:
+            img.load()
+        except (OSError, SyntaxError, ValueError, struct.error, EOFError) as exc:
+            raise ImageError(f"{path}: the image data is corrupt or truncated ({exc})") from None
+        return _pil_to_rgb(ImageOps.exif_transpose(img))
 
 
 def _check_size(name, width: int, height: int) -> None:

@@ -1,8 +1,11 @@
 """Proposing for many paintings into a stimulus dataset (what ``emosem propose`` does).
 
-Each painting is read, proposed for and written on its own: a bad file is reported and skipped,
-and a painting is either written whole (image, masks, drafts in one locked atomic update, then its
-overlay) or not at all. Re-proposing a painting updates it in place.
+Each painting is read, proposed for and written on its own: a bad file, a full disk or a folder
+that turned read-only is reported on one line and the batch goes on; a painting is either written
+whole (image, masks, drafts in one locked crash-safe update, then its overlay) or not at all.
+Re-proposing a painting updates the proposed emotions in place and leaves its other records alone;
+a record a person reviewed is kept unless ``overwrite_reviewed`` (see
+:func:`napari_emosem.data.records.replaces`).
 """
 
 from __future__ import annotations
@@ -12,8 +15,9 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ._io import describe_os_error
 from .errors import EmoSEMError
-from .image_io import IMAGE_SUFFIXES, load_image
+from .image_io import IMAGE_SUFFIXES, load_image, open_image
 from .predictor import Predictor, Proposal
 
 OVERLAYS = "overlays"
@@ -24,6 +28,10 @@ class ProposeReport:
     written: list[str] = field(default_factory=list)
     #: (input, one-line reason)
     failed: list[tuple[str, str]] = field(default_factory=list)
+    #: (file name, emotion) of reviewed records kept instead of the new proposal
+    kept_reviewed: list[tuple[str, str]] = field(default_factory=list)
+    #: (file name, emotion) of reviewed records the proposals replaced (``overwrite_reviewed``)
+    replaced_reviewed: list[tuple[str, str]] = field(default_factory=list)
 
 
 def expand_inputs(inputs: Iterable[str | os.PathLike]) -> list[Path]:
@@ -31,10 +39,19 @@ def expand_inputs(inputs: Iterable[str | os.PathLike]) -> list[Path]:
     out = []
     for item in inputs:
         path = Path(item).expanduser()
-        if path.is_dir():
-            out.extend(sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()))
-        else:
+        try:
+            is_dir = path.is_dir()
+        except OSError:  # a name too long, a link loop: reading it reports the problem
+            is_dir = False
+        if not is_dir:
             out.append(path)
+            continue
+        try:
+            entries = sorted(path.iterdir())
+        except OSError as exc:
+            raise EmoSEMError(f"{path}: cannot list the folder ({exc.strerror or exc})") from None
+        # is_file: regular files only (a FIFO in the folder is not a painting)
+        out.extend(p for p in entries if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
     return out
 
 
@@ -50,12 +67,19 @@ def propose_paintings(
     out: str | os.PathLike,
     *,
     overlays: bool = True,
+    overwrite_reviewed: bool = False,
     on_painting: Callable[[Path, list[Proposal] | None, str | None], None] | None = None,
 ) -> ProposeReport:
-    """Propose ``emotions`` for each painting and write them into the dataset at ``out``."""
-    from .data import StimulusDataset, Stimulus
+    """Propose ``emotions`` for each painting and write them into the dataset at ``out``.
+
+    Only the proposed emotions' records are written (the painting's other records stay); a
+    reviewed record is kept rather than replaced unless ``overwrite_reviewed``.
+    """
+    from ._io import remove_stale_temp_files
+    from .data import PaintingUpdate, Stimulus, StimulusDataset
 
     dataset = StimulusDataset.open(out, create=True)
+    remove_stale_temp_files(dataset.root / OVERLAYS)  # what killed runs left; never a live writer's
     report = ProposeReport()
     for path in map(Path, paths):
         try:
@@ -74,10 +98,21 @@ def propose_paintings(
                 for p in proposals
             ]
             # Keep the original file's bytes unless reading changed its geometry (EXIF rotation)
-            source = path if _header_size(path) == image.shape[:2] else image
-            painting = dataset.write_painting(source, path.name, stimuli)
+            source = path if _stored_size(path) == image.shape[:2] else image
+            written = dataset.write_paintings([
+                PaintingUpdate(source, path.name, stimuli, records="merge", overwrite_reviewed=overwrite_reviewed)
+            ])
+            painting = written.paintings[0]
+            report.kept_reviewed.extend(written.kept_reviewed)
+            report.replaced_reviewed.extend(written.replaced_reviewed)
             if overlays:
-                _write_overlay(dataset.root / OVERLAYS / f"{Path(painting.file_name).stem}.png", image, proposals, predictor)
+                target = dataset.root / OVERLAYS / f"{Path(painting.file_name).stem}.png"
+                try:
+                    _write_overlay(target, image, proposals, predictor)
+                except OSError as exc:
+                    raise EmoSEMError(
+                        f"{path}: written to the dataset, but not its overlay ({describe_os_error(exc)})"
+                    ) from None
         except EmoSEMError as exc:
             report.failed.append((str(path), str(exc)))
             if on_painting:
@@ -89,13 +124,12 @@ def propose_paintings(
     return report
 
 
-def _header_size(path: Path) -> tuple[int, int] | None:
-    from PIL import Image
-
+def _stored_size(path: Path) -> tuple[int, int] | None:
+    """(height, width) of the file's pixels as stored, before any EXIF rotation; from the header."""
     try:
-        with Image.open(path) as img:
+        with open_image(path) as img:
             return img.height, img.width
-    except OSError:
+    except EmoSEMError:
         return None
 
 

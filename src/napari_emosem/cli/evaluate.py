@@ -67,9 +67,10 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from .._io import atomic_write_json
+    from .._io import atomic_write_json, check_writable_file, describe_os_error
     from ..data import StimulusDataset
     from ..emotions import parse_emotions
+    from ..errors import EmoSEMError
     from ..evaluate import (
         evaluate_report,
         format_table,
@@ -80,6 +81,8 @@ def run(args) -> int:
 
     emotions = parse_emotions(args.emotions)
     explain = not args.no_explanations
+    if args.json:
+        check_writable_file(args.json)  # before the work, not after it
     if explain:
         require_java()  # fail before a long model run, not after
     truth = StimulusDataset.open(args.data)
@@ -97,7 +100,11 @@ def run(args) -> int:
         )
     report = evaluate_report(truth, predictions, emotions=emotions, explanations=explain)
     if args.json:  # before printing, so that a closed pipe (| head) cannot lose the results
-        atomic_write_json(args.json, report.metrics)
+        try:
+            atomic_write_json(args.json, report.metrics)
+        except OSError as exc:
+            print(format_table(report))  # the work is not lost
+            raise EmoSEMError(f"{args.json}: cannot write the metrics ({describe_os_error(exc)})") from None
     print(format_table(report))
     if args.json:
         print(f"wrote {args.json}")

@@ -19,6 +19,10 @@ artemis_id, then every other ArtEmis row of the same (painting, emotion). Images
 as IMAGES/{painting}.jpg (any image suffix) or IMAGES/{art_style}/{painting}.jpg; paintings whose
 image is missing are listed and skipped, the rest imported. Artist and title are parsed from the
 WikiArt name, the style from ArtEmis's art_style. Paintings already in the dataset are updated.
+
+Exit status: 0 when every usable row was imported (paintings whose image or map is missing are
+listed and skipped), 2 when a map or row could not be used (each gets an error line; the rest is
+imported) or nothing could be imported.
 """
 
 EPILOG = """\
@@ -73,4 +77,8 @@ def run(args) -> int:
     for line in report.lines():
         print(line)
     print(f"dataset: {args.out}")
-    return 0 if report.pairs else 1
+    for line in report.unusable:
+        print(f"emosem import-apolo: error: {line}", file=sys.stderr)
+    if not report.pairs:
+        print("emosem import-apolo: error: nothing was imported (see above)", file=sys.stderr)
+    return 2 if report.unusable or not report.pairs else 0

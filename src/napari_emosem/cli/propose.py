@@ -19,8 +19,10 @@ def register(subparsers) -> None:
         description=(
             "For each painting, propose one stimulus mask and one explanation draft per emotion and "
             "write them into a stimulus dataset folder (annotations.json + images/, COCO with RLE "
-            "masks), plus a contact sheet per painting in OUT/overlays/. Re-running updates "
-            "paintings in place. Works offline: the default 'starter' model needs no weights. "
+            "masks), plus a contact sheet per painting in OUT/overlays/. Re-running updates the "
+            "proposed emotions in place and leaves the painting's other records alone; a record a "
+            "person wrote, accepted, edited or marked 'no stimulus' is kept unless "
+            "--overwrite-reviewed. Works offline: the default 'starter' model needs no weights. "
             "Under `torchrun --nproc_per_node N` each process takes every N-th painting."
         ),
     )
@@ -38,6 +40,12 @@ def register(subparsers) -> None:
     p.add_argument("--beams", type=int, default=1, help="beam width for explanations (1 = greedy)")
     p.add_argument("--max-tokens", type=int, default=None, help="token limit of an explanation draft")
     p.add_argument("--no-overlay", action="store_true", help="do not write overlay contact sheets")
+    p.add_argument(
+        "--overwrite-reviewed",
+        action="store_true",
+        help="replace records a person reviewed (wrote, accepted, edited, marked no stimulus) with "
+        "the new proposals; without it they are kept",
+    )
     p.add_argument("--view", action="store_true", help="open the result in napari afterwards (needs a display)")
     p.set_defaults(func=run)
 
@@ -50,6 +58,8 @@ def run(args) -> int:
     emotions = parse_emotions(args.emotions)  # before any work: a typo costs nothing
     if args.beams < 1:
         raise EmoSEMError("--beams must be at least 1")
+    if args.max_tokens is not None and args.max_tokens < 1:
+        raise EmoSEMError(f"--max-tokens {args.max_tokens}: give at least 1 (or leave it out for the model's own limit)")
     out = check_writable_dir(args.out)
     paths = expand_inputs(args.images)
     if not paths:
@@ -78,12 +88,19 @@ def run(args) -> int:
         for p in proposals:
             print(f"  {p.emotion:<12} score {p.score:4.2f}  area {100 * p.mask.mean():5.1f}%  {p.explanation}")
 
-    report = propose_paintings(paths, predictor, emotions, out, overlays=not args.no_overlay, on_painting=show)
+    report = propose_paintings(
+        paths, predictor, emotions, out, overlays=not args.no_overlay,
+        overwrite_reviewed=args.overwrite_reviewed, on_painting=show,
+    )
     print(
         f"wrote {len(report.written)} painting(s) × {len(emotions)} emotion(s) to {out}"
         + (f"; {len(report.failed)} failed" if report.failed else ""),
         file=sys.stderr,
     )
+    if report.kept_reviewed:
+        print(f"kept {len(report.kept_reviewed)} reviewed records (use --overwrite-reviewed to replace them)", file=sys.stderr)
+    if report.replaced_reviewed:
+        print(f"replaced {len(report.replaced_reviewed)} reviewed records", file=sys.stderr)
     if args.view and report.written and (rank == 0):
         _view(out, args)
     return 2 if report.failed else 0

@@ -3,7 +3,7 @@
 See ``docs/dataset-format.md`` for the format.
 """
 
-from .dataset import PaintingUpdate, StimulusDataset
+from .dataset import PaintingUpdate, StimulusDataset, WriteReport
 from .records import Painting, Stimulus
 from .validate import FORMAT_NAME, FORMAT_VERSION
 
@@ -14,4 +14,5 @@ __all__ = [
     "PaintingUpdate",
     "Stimulus",
     "StimulusDataset",
+    "WriteReport",
 ]

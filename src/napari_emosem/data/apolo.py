@@ -30,10 +30,16 @@ from typing import Any
 
 import numpy as np
 
-from .._io import atomic_open, atomic_write_json, check_writable_dir
+from .._io import (
+    atomic_open,
+    atomic_write_json,
+    check_writable_dir,
+    open_regular,
+    remove_stale_temp_files,
+)
 from ..emotions import EMOTIONS, SOMETHING_ELSE, normalise_emotion, parse_emotions
 from ..errors import DatasetError, UnknownEmotionError
-from ..image_io import IMAGE_SUFFIXES
+from ..image_io import IMAGE_SUFFIXES, MAX_PIXELS
 from .artemis import ArtemisIndex, parse_wikiart_name, read_artemis_csv
 from .dataset import PaintingUpdate, StimulusDataset
 from .records import Stimulus
@@ -75,6 +81,11 @@ class ImportReport:
     resized_masks: list[str] = field(default_factory=list)
     skipped_split: int = 0
 
+    @property
+    def unusable(self) -> list[str]:
+        """One line per input that was there but could not be used (a bad map or row)."""
+        return self.bad_maps + self.bad_rows
+
     def lines(self, show: int = 5) -> list[str]:
         out = [
             f"imported {self.pairs} pairs ({self.no_stimulus} without a stimulus) on "
@@ -104,11 +115,14 @@ def read_apolo_rows(path: str | os.PathLike) -> tuple[list[ApoloRow], list[str]]
     """
     path = Path(path).expanduser()
     try:
-        text = path.read_text(encoding="utf-8-sig")
+        with open_regular(path) as handle:
+            text = handle.read().decode("utf-8-sig")
     except FileNotFoundError:
         raise DatasetError(f"{path}: no such file (expected APOLO's apolo.json)") from None
     except OSError as exc:
         raise DatasetError(f"{path}: cannot read it ({exc.strerror or exc})") from None
+    except UnicodeDecodeError as exc:
+        raise DatasetError(f"{path}: not UTF-8 text (byte {exc.start}); apolo.json is UTF-8 JSON") from None
     rows, problems = [], []
     for i, item in enumerate(_load_rows(text, path)):
         try:
@@ -123,11 +137,13 @@ def read_apolo_rows(path: str | os.PathLike) -> tuple[list[ApoloRow], list[str]]
 def _load_rows(text: str, path: Path) -> list[Any]:
     try:
         obj = json.loads(text)
+    except RecursionError:
+        raise DatasetError(f"{path}: not valid JSON for this reader: nested thousands of levels deep") from None
     except json.JSONDecodeError as exc:
         lines = [line for line in text.splitlines() if line.strip()]
         try:  # JSON Lines
             return [json.loads(line) for line in lines]
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):
             raise DatasetError(
                 f"{path}: not valid JSON at line {exc.lineno}, column {exc.colno} ({exc.msg})"
             ) from None
@@ -314,7 +330,7 @@ def import_apolo(
                 continue
             mask, problem = _read_map(map_path, height, width)
             if mask is None:
-                report.bad_maps.append(f"{key} ({problem})")
+                report.bad_maps.append(f"{map_path}: {problem}")
                 continue
             if problem:
                 report.resized_masks.append(key)
@@ -376,16 +392,21 @@ def _explanations(row: ApoloRow, emotion: str, artemis: ArtemisIndex) -> list[st
 def _read_map(path: Path, height: int, width: int) -> tuple[np.ndarray | None, str]:
     """(mask, "") / (mask, "resized") / (None, reason)."""
     try:
-        array = np.load(path, allow_pickle=False)
+        with open_regular(path) as handle:
+            if handle.read(6) != b"\x93NUMPY":
+                return None, "not a .npy file (NumPy's array format)"
+        # memory-mapped first: a header that claims a huge shape costs nothing (and a file shorter
+        # than its header says is refused) before anything is read into memory
+        array = np.load(path, allow_pickle=False, mmap_mode="r")
     except ValueError as exc:
-        if "allow_pickle" in str(exc):
+        if "allow_pickle" in str(exc) or "Python objects" in str(exc):
             return None, "a pickled object array; re-save it as a plain numeric array (pickles can run code, so they are not read)"
-        return None, f"not a .npy array ({exc})"
+        return None, f"not a .npy array ({str(exc).splitlines()[0][:120]})"
     except OSError as exc:
-        return None, f"cannot be read ({exc})"
-    if isinstance(array, np.lib.npyio.NpzFile):  # pragma: no cover - .npz named .npy
-        return None, "an .npz archive, not one array"
-    array = np.squeeze(np.asarray(array))
+        return None, f"cannot be read ({exc.strerror or exc})"
+    if array.size > MAX_PIXELS:
+        return None, f"holds {array.size} values, more than the {MAX_PIXELS / 1e6:.0f} MP a painting may have"
+    array = np.squeeze(np.array(array))
     if array.ndim != 2 or array.dtype.kind not in "biuf":
         return None, f"expected a 2-D numeric map; got shape {array.shape}, type {array.dtype}"
     mask = np.nan_to_num(array.astype(np.float32, copy=False)) >= MAP_FOREGROUND
@@ -451,6 +472,7 @@ def export_apolo(dataset: StimulusDataset, out_dir: str | os.PathLike, *, emotio
     chosen = set(parse_emotions(emotions))
     out_dir = check_writable_dir(Path(out_dir).expanduser())
     maps = check_writable_dir(out_dir / MAPS_DIR)
+    remove_stale_temp_files(maps)
     _check_unique_names(dataset)
     rows = []
     n_maps = 0

@@ -18,7 +18,7 @@ from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .._io import atomic_write_text
+from .._io import atomic_write_text, open_regular
 from ..emotions import EMOTIONS, SOMETHING_ELSE, normalise_emotion
 from ..errors import DatasetError, UnknownEmotionError
 
@@ -66,7 +66,7 @@ def read_artemis_csv(
     keep_all = wanted_indices is None and wanted_paintings is None
     index = ArtemisIndex()
     try:
-        handle = open(path, encoding="utf-8-sig", newline="")
+        handle = io.TextIOWrapper(open_regular(path), encoding="utf-8-sig", newline="")
     except FileNotFoundError:
         raise DatasetError(f"{path}: no such ArtEmis CSV file") from None
     except OSError as exc:
@@ -115,6 +115,8 @@ def read_artemis_csv(
                     index.styles.setdefault(painting, style)
         except csv.Error as exc:
             raise DatasetError(f"{path}: malformed CSV near data row {position + 2} ({exc})") from None
+        except UnicodeDecodeError as exc:
+            raise DatasetError(f"{path}: not UTF-8 text (byte {exc.start}); ArtEmis's CSV is UTF-8") from None
     index.total_rows = position + 1
     return index
 

@@ -7,9 +7,12 @@ One :class:`StimulusDataset` API serves the plugin, ``propose``, ``train`` and `
     for painting, stimulus in ds.pairs(with_masks_only=True):
         ...
 
-Opening validates the whole file (see :mod:`.validate`). Writing upserts whole paintings under a
+Opening validates the whole file (see :mod:`.validate`). Writing upserts paintings under a
 cross-process lock, re-reading the file first, so concurrent writers never lose each other's
-paintings (see :mod:`.store`). The format is documented in ``docs/dataset-format.md``.
+paintings, and a write that adds or replaces image files goes through a journal, so a kill at any
+point leaves the old dataset or the new one (see :mod:`.store`). A reviewed record is never
+replaced by a model's draft unless the write asks for it (:func:`.records.replaces`). The format
+is documented in ``docs/dataset-format.md``.
 """
 
 from __future__ import annotations
@@ -18,7 +21,9 @@ import dataclasses
 import hashlib
 import io
 import json
+import math
 import os
+import secrets
 import shutil
 import threading
 from collections import Counter
@@ -30,12 +35,26 @@ from typing import Any
 import numpy as np
 
 from .. import __version__
-from .._io import atomic_open, check_writable_dir
+from .._io import check_writable_dir, create_new, describe_os_error, fsync_dir
 from ..emotions import EMOTIONS, POSITIVE, SOMETHING_ELSE, parse_emotions
 from ..errors import DatasetError, EmoSEMError
-from ..image_io import IMAGE_SUFFIXES, MAX_PIXELS, MIN_SIDE, image_digest, load_image, to_rgb_uint8
+from ..image_io import (
+    IMAGE_SUFFIXES,
+    MAX_PIXELS,
+    MIN_SIDE,
+    image_digest,
+    load_image,
+    to_rgb_uint8,
+)
 from . import store
-from .records import ANNOTATION_FIELDS, METADATA_KEYS, Painting, Stimulus, now_iso
+from .records import (
+    ANNOTATION_FIELDS,
+    METADATA_KEYS,
+    Painting,
+    Stimulus,
+    now_iso,
+    replaces,
+)
 from .rle import RLE, empty_rle, encode_mask, rle_bbox
 from .validate import (
     CATEGORY_IDS,
@@ -51,6 +70,8 @@ from .validate import (
 )
 
 IMAGES = "images"
+#: How a write treats the painting's records: see :class:`PaintingUpdate`.
+RECORD_MODES = ("exact", "merge")
 
 
 @dataclass
@@ -66,6 +87,28 @@ class PaintingUpdate:
     metadata: dict[str, Any] | None = None
     #: overwrite an image of the same file name with different pixels
     replace: bool = False
+    #: "exact": the painting's records become ``stimuli``; records of emotions not given are
+    #: removed (an annotator's export: deleting or rejecting a record is a person's decision).
+    #: "merge": only the emotions given are written and the painting's other records stay (a
+    #: model's proposals for some emotions).
+    records: str = "exact"
+    #: let an unreviewed record (a model's draft) replace a reviewed one; see
+    #: :func:`napari_emosem.data.records.replaces`. Without it such a record is kept and counted
+    #: in :attr:`WriteReport.kept_reviewed`.
+    overwrite_reviewed: bool = False
+
+
+@dataclass
+class WriteReport:
+    """What :meth:`StimulusDataset.write_paintings` wrote."""
+
+    #: the paintings written, in the order given
+    paintings: list[Painting] = dataclasses.field(default_factory=list)
+    #: (file name, emotion) of reviewed records kept in place of an unreviewed one
+    kept_reviewed: list[tuple[str, str]] = dataclasses.field(default_factory=list)
+    #: (file name, emotion) of reviewed records an unreviewed write replaced or dropped
+    #: (only with ``overwrite_reviewed``)
+    replaced_reviewed: list[tuple[str, str]] = dataclasses.field(default_factory=list)
 
 
 @dataclass
@@ -80,6 +123,8 @@ class _Prepared:
     records: list[tuple[Stimulus, RLE | None]]
     metadata: dict[str, Any] | None
     replace: bool
+    mode: str
+    overwrite_reviewed: bool
 
 
 class _Transaction:
@@ -91,10 +136,13 @@ class _Transaction:
         self.by_name = doc.by_file_name()
         self.next_image_id = max(doc.paintings, default=0) + 1
         self.next_record_id = max((r.id for rs in doc.records.values() for r in rs), default=0) + 1
-        #: image files replaced under a new name, removed once the JSON no longer names them
-        self.obsolete: list[Path] = []
         #: image names the paintings of this write will be stored under
         self.planned: set[str] = set()
+        #: image files to write: (painting, name under images/); staged, moved in after the commit
+        self.stage: list[tuple[_Prepared, str]] = []
+        #: image files the new JSON no longer names (replaced under a new name), deleted after it
+        self.remove: list[str] = []
+        self.report = WriteReport()
 
 
 @dataclass
@@ -103,7 +151,11 @@ class _Plan:
     existing: Painting | None
     stored_name: str
     write_image: bool
-    obsolete: Path | None
+    obsolete: str | None
+    #: the painting gets other pixels: its old records describe an image that is gone
+    image_changed: bool
+    #: emotions of reviewed records that the new pixels make stale (with overwrite_reviewed)
+    dropped_reviewed: list[str]
 
 
 @dataclass
@@ -127,6 +179,8 @@ class StimulusDataset:
         self._thread_lock = threading.Lock()
         self._index_for: Document | None = None
         self._index: tuple[dict[str, Painting], dict[str, list[Painting]]] = ({}, {})
+        #: images of a committed write not yet moved into place (see store.pending_images)
+        self._pending: dict[str, Path] = {}
 
     # ------------------------------------------------------------------ opening
     @classmethod
@@ -148,21 +202,20 @@ class StimulusDataset:
             root = root.parent
         if root.exists() and not root.is_dir():
             raise DatasetError(f"{root} is a file; a stimulus dataset is a folder")
-        if not root.exists():
-            if not create:
-                raise DatasetError(
-                    f"{root}: no such folder. Check the path, or create a new dataset there "
-                    "(StimulusDataset.open(root, create=True))"
-                )
+        if not root.exists() and not create:
+            raise DatasetError(
+                f"{root}: no such folder; give the folder of a stimulus dataset (the one that "
+                f"holds {store.ANNOTATIONS} and images/)"
+            )
         if create:
             check_writable_dir(root)
         dataset = cls(root, Document(), lock_timeout=lock_timeout, disk=None)
         found = dataset._load_from_disk(check_images=True)
         if not found and not create:
             raise DatasetError(
-                f"{root} has no {store.ANNOTATIONS}, so it is not a stimulus dataset; point to "
-                "the folder that holds annotations.json and images/, or create a new dataset "
-                "there (StimulusDataset.open(root, create=True))"
+                f"{root} has no {store.ANNOTATIONS}, so it is not a stimulus dataset; give the "
+                f"folder that holds {store.ANNOTATIONS} and images/ (emosem propose --out, "
+                "import-apolo --out and the annotator's Export create one)"
             )
         return dataset
 
@@ -172,17 +225,28 @@ class StimulusDataset:
 
     def _load_from_disk(self, *, check_images: bool) -> bool:
         path = store.annotations_path(self._root)
-        text = store.read_text(self._root)
-        if text is None:
-            self._doc, self._disk = Document(), None
-            return False
-        disk = _stat(path)
-        obj = parse_json_text(text, path)
-        self._doc = parse_document(
-            obj, self._root, check_images=check_images, header_cache=self._header_cache
-        )
-        self._disk = disk
-        return True
+        for attempt in range(3):
+            disk = _stat(path)
+            text = store.read_text(self._root)
+            if text is None:
+                self._doc, self._disk, self._pending = Document(), None, {}
+                return False
+            obj = parse_json_text(text, path)
+            info = obj.get("info") if isinstance(obj, dict) else None
+            pending = store.pending_images(self._root, info.get("write_id") if isinstance(info, dict) else None)
+            try:
+                doc = parse_document(
+                    obj, self._root, check_images=check_images, header_cache=self._header_cache,
+                    pending=pending,
+                )
+            except DatasetError:
+                # a writer committed between our reading the JSON and checking its images: read again
+                if attempt < 2 and _stat(path) != disk:
+                    continue
+                raise
+            self._doc, self._disk, self._pending = doc, disk, pending
+            return True
+        raise AssertionError("unreachable")  # pragma: no cover
 
     # ------------------------------------------------------------------ reading
     @property
@@ -258,15 +322,23 @@ class StimulusDataset:
         return None
 
     def image_path(self, painting: str | int | Painting) -> Path:
-        return self.images_dir / self._require(painting).file_name
+        """The painting's image file."""
+        return self._image_file(self._require(painting).file_name)
+
+    def _image_file(self, file_name: str) -> Path:
+        staged = self._pending.get(file_name)
+        if staged is not None and staged.exists():  # committed, not moved into place yet
+            return staged
+        return self.images_dir / file_name
 
     def image(self, painting: str | int | Painting) -> np.ndarray:
         """The painting's pixels, RGB uint8 (H, W, 3)."""
         p = self._require(painting)
-        rgb = load_image(self.images_dir / p.file_name)
+        path = self._image_file(p.file_name)
+        rgb = load_image(path)
         if rgb.shape[:2] != (p.height, p.width):
             raise DatasetError(
-                f"{self.images_dir / p.file_name} is {rgb.shape[1]} × {rgb.shape[0]} px but the "
+                f"{path} is {rgb.shape[1]} × {rgb.shape[0]} px but the "
                 f"dataset says {p.width} × {p.height}; the file was replaced outside "
                 "napari-emosem. Restore it, or write the painting again"
             )
@@ -343,7 +415,7 @@ class StimulusDataset:
             entry = {
                 "file_name": p.file_name,
                 "size": [p.width, p.height],
-                "file": self._file_digest(self.images_dir / p.file_name),
+                "file": self._file_digest(self._image_file(p.file_name)),
                 "records": [
                     [
                         r.stimulus.emotion,
@@ -382,21 +454,32 @@ class StimulusDataset:
         *,
         metadata: dict[str, Any] | None = None,
         replace: bool = False,
+        records: str = "exact",
+        overwrite_reviewed: bool = False,
     ) -> Painting:
-        """Add a painting with its records, or replace the records of the painting stored under
-        the same file name (its id and the ids of its (painting, emotion) records stay).
+        """Add a painting with its records, or update the painting stored under the same file
+        name (its id and the ids of its (painting, emotion) records stay).
 
         ``image`` is an RGB array (stored as PNG; a ``file_name`` not ending in ``.png`` is
         stored as ``<stem>.png`` unless the dataset already holds a painting of exactly that
         name and the same pixels) or the path of an image file (its bytes are copied).
         A stored image with different pixels is only overwritten with ``replace=True``.
+        ``records`` and ``overwrite_reviewed``: see :class:`PaintingUpdate`; a reviewed record
+        is kept rather than replaced by an unreviewed one unless ``overwrite_reviewed``
+        (:meth:`write_paintings` reports how many).
         """
-        return self.write_paintings(
-            [PaintingUpdate(image, file_name, stimuli, metadata=metadata, replace=replace)]
-        )[0]
+        update = PaintingUpdate(
+            image, file_name, stimuli, metadata=metadata, replace=replace, records=records,
+            overwrite_reviewed=overwrite_reviewed,
+        )
+        return self.write_paintings([update]).paintings[0]
 
-    def write_paintings(self, updates: Iterable[PaintingUpdate]) -> list[Painting]:
-        """Write several paintings in one locked transaction (one rewrite of the JSON file)."""
+    def write_paintings(self, updates: Iterable[PaintingUpdate]) -> WriteReport:
+        """Write several paintings in one locked transaction (one rewrite of the JSON file).
+
+        Either every painting is written or none is (a refused painting raises
+        :class:`DatasetError` listing every problem, before anything is written).
+        """
         prepared, problems = [], []
         for index, update in enumerate(updates):
             try:
@@ -410,38 +493,73 @@ class StimulusDataset:
         if problems:
             raise DatasetError(f"{self._root}: nothing was written", problems)
         if not prepared:
-            return []
-        with self._thread_lock, store.write_lock(self._root, self._lock_timeout):
-            check_writable_dir(self.images_dir)
-            doc = self._document_under_lock()
-            new_doc = _shallow_copy(doc)
-            tx = _Transaction(new_doc)
-            plans = [self._plan(tx, item) for item in prepared]  # may refuse: nothing written yet
-            written = [self._apply(tx, plan) for plan in plans]
-            self._write_document(new_doc)
-            for path in tx.obsolete:  # replaced files, unlinked only once the JSON no longer names them
-                path.unlink(missing_ok=True)
-        return [_copy_painting(p) for p in written]
+            return WriteReport()
+        try:
+            with self._thread_lock, store.write_lock(self._root, self._lock_timeout):
+                self.images_dir.mkdir(exist_ok=True)
+                doc = self._document_under_lock()
+                store.recover(self._root, doc.info.get("write_id"))
+                new_doc = _shallow_copy(doc)
+                tx = _Transaction(new_doc)
+                plans = [self._plan(tx, item) for item in prepared]  # may refuse: nothing written yet
+                tx.report.paintings = [self._apply(tx, plan) for plan in plans]
+                self._commit(new_doc, tx.stage, tx.remove)
+        except OSError as exc:
+            raise DatasetError(f"{self._root}: nothing was written ({describe_os_error(exc)})") from None
+        tx.report.paintings = [_copy_painting(p) for p in tx.report.paintings]
+        return tx.report
 
     def remove_painting(self, painting: str | int | Painting, *, delete_image: bool = True) -> bool:
         """Remove a painting and all its records; returns False when it was not there."""
         key = painting.file_name if isinstance(painting, Painting) else painting
-        with self._thread_lock, store.write_lock(self._root, self._lock_timeout):
-            doc = self._document_under_lock()
-            self._doc = doc
-            target = self._find(key)
-            if target is None:
-                return False
-            new_doc = _shallow_copy(doc)
-            del new_doc.paintings[target.id]
-            new_doc.records.pop(target.id, None)
-            self._write_document(new_doc)
-            if delete_image:
-                try:
-                    (self.images_dir / target.file_name).unlink()
-                except FileNotFoundError:
-                    pass
+        try:
+            with self._thread_lock, store.write_lock(self._root, self._lock_timeout):
+                doc = self._document_under_lock()
+                store.recover(self._root, doc.info.get("write_id"))
+                self._doc = doc
+                target = self._find(key)
+                if target is None:
+                    return False
+                new_doc = _shallow_copy(doc)
+                del new_doc.paintings[target.id]
+                new_doc.records.pop(target.id, None)
+                self._commit(new_doc, [], [target.file_name] if delete_image else [])
+        except OSError as exc:
+            raise DatasetError(f"{self._root}: nothing was written ({describe_os_error(exc)})") from None
         return True
+
+    def _commit(self, doc: Document, stage: list[tuple[_Prepared, str]], remove: list[str]) -> None:
+        """Write ``doc`` and the image files of this write so that a kill at any point leaves the
+        old dataset or the new one (see :mod:`.store`). Call under the lock."""
+        write_id = secrets.token_hex(8)
+        doc.info["write_id"] = write_id
+        if not stage and not remove:
+            self._write_document(doc)
+            return
+        journal = store.Journal(write_id, [], list(remove))
+        journal.moves = [(journal.staged(i), name) for i, (_, name) in enumerate(stage)]
+        try:
+            store.write_journal(self._root, journal)
+            if stage:
+                folder = store.staging_dir(self._root) / write_id
+                folder.mkdir(parents=True)
+                for (item, _), (staged, _) in zip(stage, journal.moves):
+                    _write_image_file(self.images_dir / staged, item)
+                fsync_dir(folder)
+            self._write_document(doc)  # the commit
+        except BaseException:
+            store.discard(self._root, journal)
+            raise
+        try:
+            store.complete(self._root, journal)
+        except OSError as exc:
+            self._pending = {name: self.images_dir / staged for staged, name in journal.moves}
+            raise DatasetError(
+                f"{self._root}: the records were written, but moving their images into place "
+                f"failed ({describe_os_error(exc)}); the dataset opens as it is, and the next "
+                "write to it finishes the move"
+            ) from None
+        self._pending = {}
 
     def _document_under_lock(self) -> Document:
         """The file's current content: our copy if nobody changed it since, else re-read."""
@@ -506,6 +624,10 @@ class StimulusDataset:
         records, problems = [], []
         seen = set()
         where = file_name
+        if update.records not in RECORD_MODES:
+            problems.append(f"{where}: records={update.records!r}; choose {' or '.join(map(repr, RECORD_MODES))}")
+        if _json_problem(update.metadata):
+            problems.append(f"{where}: metadata {_json_problem(update.metadata)}")
         for s in update.stimuli:
             if not isinstance(s, Stimulus):
                 problems.append(f"{where}: expected Stimulus records; got {type(s).__name__}")
@@ -541,12 +663,18 @@ class StimulusDataset:
             if bad_extra:
                 problems.append(f"{where}, {s.emotion}: extra fields {bad_extra} clash with the format's own")
                 continue
+            if s.score is not None and not math.isfinite(s.score):
+                problems.append(f"{where}, {s.emotion}: score {s.score} is not a number; give one in [0, 1] or None")
+                continue
+            if _json_problem(s.extra):
+                problems.append(f"{where}, {s.emotion}: extra fields {_json_problem(s.extra)}")
+                continue
             records.append((s, rle))
         if problems:
             raise DatasetError("bad records", problems)
         return _Prepared(
             file_name, alt, int(width), int(height), png, source, rgb, records,
-            update.metadata, update.replace,
+            update.metadata, update.replace, update.records, bool(update.overwrite_reviewed),
         )
 
     # -- under the lock: first plan every painting (all checks, nothing written), then apply --
@@ -556,7 +684,7 @@ class StimulusDataset:
             existing = tx.by_name.get(item.alt_file_name)
         stored_name = existing.file_name if existing is not None else item.alt_file_name or item.file_name
         target = self.images_dir / stored_name
-        write_image, obsolete = True, None
+        write_image, obsolete, replacing = True, None, False
         if target.exists():
             if self._same_image(target, item):
                 write_image = False
@@ -565,21 +693,43 @@ class StimulusDataset:
                     f"images/{stored_name} already holds a different image; pass replace=True "
                     "to overwrite it (its records are replaced too), or choose another file name"
                 )
-            elif item.png is not None and item.alt_file_name and stored_name != item.alt_file_name:
-                # new pixels from an array are stored as PNG: never PNG bytes under ".jpg"
-                obsolete, stored_name = target, item.alt_file_name
+            else:
+                replacing = True
+                if item.png is not None and item.alt_file_name and stored_name != item.alt_file_name:
+                    # new pixels from an array are stored as PNG: never PNG bytes under ".jpg"
+                    obsolete, stored_name = stored_name, item.alt_file_name
         if stored_name in tx.planned:
             raise DatasetError(f"two paintings of one write would both be stored as images/{stored_name}")
+        image_changed = existing is not None and (
+            replacing or (existing.width, existing.height) != (item.width, item.height)
+        )
+        dropped = []
+        if image_changed:
+            # the old records describe pixels that are gone: none of them can stay
+            given = {s.emotion: s for s, _ in item.records}
+            dropped = [
+                r.stimulus.emotion
+                for r in tx.doc.records.get(existing.id, [])
+                if r.stimulus.reviewed
+                and not (r.stimulus.emotion in given and given[r.stimulus.emotion].reviewed)
+                and not (item.mode == "exact" and r.stimulus.emotion not in given)
+            ]
+            if dropped and not item.overwrite_reviewed:
+                raise DatasetError(
+                    f"images/{stored_name}: the new image replaces one whose reviewed records "
+                    f"({', '.join(dropped)}) describe the old pixels; pass overwrite_reviewed=True "
+                    "to drop them, or write the new image under another file name"
+                )
         tx.planned.add(stored_name)
-        return _Plan(item, existing, stored_name, write_image, obsolete)
+        return _Plan(item, existing, stored_name, write_image, obsolete, image_changed, dropped)
 
     def _apply(self, tx: _Transaction, plan: _Plan) -> Painting:
         doc, by_name = tx.doc, tx.by_name
         item, existing, stored_name = plan.item, plan.existing, plan.stored_name
         if plan.write_image:
-            self._store_image(self.images_dir / stored_name, item)
+            tx.stage.append((item, stored_name))
         if plan.obsolete is not None:
-            tx.obsolete.append(plan.obsolete)
+            tx.remove.append(plan.obsolete)
 
         now = now_iso()
         if existing is None:
@@ -600,7 +750,11 @@ class StimulusDataset:
                 metadata[key] = value
         painting = Painting(image_id, stored_name, item.width, item.height, metadata)
 
-        new_records = []
+        tx.report.replaced_reviewed.extend((stored_name, e) for e in plan.dropped_reviewed)
+        # "merge" starts from the records that stay; "exact" from none. New pixels keep none.
+        records: dict[str, StoredRecord] = {}
+        if item.mode == "merge" and not plan.image_changed:
+            records = dict(old_records)
         for s, rle in item.records:
             old = old_records.get(s.emotion)
             stored = Stimulus._stored(
@@ -617,6 +771,13 @@ class StimulusDataset:
                 extra=dict(s.extra),
                 reviewed=s.reviewed,
             )
+            if old is not None and not plan.image_changed:
+                if not replaces(old.stimulus, stored, overwrite_reviewed=item.overwrite_reviewed):
+                    records[s.emotion] = old
+                    tx.report.kept_reviewed.append((stored_name, s.emotion))
+                    continue
+                if old.stimulus.reviewed and not stored.reviewed:
+                    tx.report.replaced_reviewed.append((stored_name, s.emotion))
             if old is None:
                 record_id = tx.next_record_id
                 tx.next_record_id += 1
@@ -629,9 +790,9 @@ class StimulusDataset:
                     stored.modified = old.stimulus.modified or stored.modified or now
                 else:
                     stored.modified = now
-            new_records.append(StoredRecord(record_id, stored))
+            records[s.emotion] = StoredRecord(record_id, stored)
         doc.paintings[image_id] = painting
-        doc.records[image_id] = new_records
+        doc.records[image_id] = list(records.values())
         if existing is not None and existing.file_name != stored_name:
             del by_name[existing.file_name]
         by_name[stored_name] = painting
@@ -653,16 +814,32 @@ class StimulusDataset:
             return False
         return ours.shape == theirs.shape and image_digest(ours) == image_digest(theirs)
 
-    def _store_image(self, target: Path, item: _Prepared) -> None:
-        with atomic_open(target) as handle:
-            if item.png is not None:
-                handle.write(item.png)
-            else:
-                with open(item.source, "rb") as src:
-                    shutil.copyfileobj(src, handle, 1 << 20)
+
+def _write_image_file(target: Path, item: _Prepared) -> None:
+    """Write a painting's bytes to a new file (a staged one: the journal decides its fate)."""
+    fd = create_new(target)
+    with os.fdopen(fd, "wb") as handle:
+        if item.png is not None:
+            handle.write(item.png)
+        else:
+            with open(item.source, "rb") as src:
+                shutil.copyfileobj(src, handle, 1 << 20)
+        handle.flush()
+        os.fsync(handle.fileno())
 
 
 _RESERVED = frozenset(ANNOTATION_FIELDS)
+
+
+def _json_problem(value: Any) -> str | None:
+    """Why ``value`` cannot be written into annotations.json (not JSON, NaN, too deep), or None."""
+    if not value:
+        return None
+    try:
+        json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError, RecursionError) as exc:
+        return f"cannot be written as JSON ({str(exc).splitlines()[0][:120]})"
+    return None
 
 
 def _same_content(a: Stimulus, b: Stimulus) -> bool:

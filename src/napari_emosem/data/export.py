@@ -13,7 +13,12 @@ from pathlib import Path
 
 import numpy as np
 
-from .._io import atomic_write_bytes, check_writable_dir
+from .._io import (
+    atomic_write_bytes,
+    check_writable_dir,
+    describe_os_error,
+    remove_stale_temp_files,
+)
 from ..emotions import EMOTIONS, parse_emotions
 from ..errors import EmoSEMError
 from .apolo import _check_unique_names, export_apolo
@@ -36,14 +41,25 @@ class ExportReport:
 def export_dataset(
     dataset: StimulusDataset, fmt: str, out_dir: str | os.PathLike, *, emotions=None
 ) -> ExportReport:
-    """Write ``dataset`` in format ``fmt`` (apolo, artemis or png) into ``out_dir``."""
-    fmt = fmt.lower()
+    """Write ``dataset`` in format ``fmt`` (apolo, artemis or png) into ``out_dir``.
+
+    Each file is replaced atomically; a full disk or a folder that turns read-only half-way
+    raises EmoSEMError (the files written so far are whole, the rest is not written).
+    """
     out = Path(out_dir).expanduser()
+    try:
+        return _export(dataset, fmt.lower(), out, emotions)
+    except OSError as exc:
+        raise EmoSEMError(f"{out}: the export stopped half-way ({describe_os_error(exc)})") from None
+
+
+def _export(dataset: StimulusDataset, fmt: str, out: Path, emotions) -> ExportReport:
     if fmt == "apolo":
         rows, maps = export_apolo(dataset, out, emotions=emotions)
         return ExportReport(fmt, out, maps + 1, f"apolo.json ({rows} rows) and {maps} maps in {out / 'apolo_pixel_map'}")
     if fmt == "artemis":
         check_writable_dir(out)
+        remove_stale_temp_files(out)
         _check_unique_names(dataset)
         path, n = write_artemis_csv(dataset, out, emotions=emotions)
         return ExportReport(fmt, out, 1, f"{path} ({n} rows, one per explanation)")
@@ -61,6 +77,7 @@ def export_png(dataset: StimulusDataset, out_dir: str | os.PathLike, *, emotions
 
     chosen = set(parse_emotions(emotions))
     out = check_writable_dir(Path(out_dir).expanduser())
+    remove_stale_temp_files(out)
     _check_unique_names(dataset)
     n = 0
     for painting in dataset.paintings:

@@ -68,6 +68,21 @@ def is_model_source(source: str) -> bool:
     return str(source).startswith("model:")
 
 
+def replaces(existing: Stimulus | None, new: Stimulus, *, overwrite_reviewed: bool = False) -> bool:
+    """Whether ``new`` may replace ``existing``, the stored record of the same (painting,
+    emotion): the one rule that keeps what a person wrote.
+
+    A reviewed record (a person wrote, accepted or edited it, or marked the pair no stimulus) is
+    never replaced by an unreviewed one (a model's draft) unless ``overwrite_reviewed`` asks for
+    it. A reviewed record may replace anything: that is a person's decision. Every writer of a
+    dataset follows this rule (:meth:`StimulusDataset.write_paintings` applies it); the
+    annotator can call it to decide before it asks.
+    """
+    if existing is None or not existing.reviewed or new.reviewed:
+        return True
+    return overwrite_reviewed
+
+
 @dataclass
 class Painting:
     """One image of the dataset. ``metadata`` holds artist/title/style when known (and any

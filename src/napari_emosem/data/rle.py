@@ -4,9 +4,12 @@ COCO stores a mask column-major as alternating runs of 0s and 1s (starting with 
 list of integers ("uncompressed") or as pycocotools' compact ASCII string ("compressed"). We write
 compressed RLE; we read both, and polygons.
 
-pycocotools' C decoder trusts its input: runs that add up to more than height × width make it
-write past the mask buffer. So every segmentation is *checked* here (:func:`check_rle` parses
-the string in numpy and verifies the total) before pycocotools ever decodes it.
+pycocotools' C code trusts its input: runs that add up to more than height × width make its
+decoder write past the mask buffer, and polygon coordinates far outside the image (1e9, NaN)
+overflow its rasteriser's integers (a segmentation fault). So every segmentation is *checked*
+here before pycocotools sees it: RLE strings are parsed in numpy and their runs must be
+non-negative and cover exactly height × width pixels (in arithmetic that cannot overflow), and
+polygon points must be finite and near the image.
 """
 
 from __future__ import annotations
@@ -89,6 +92,11 @@ def parse_segmentation(segmentation, height: int, width: int) -> RLE:
         if isinstance(counts, list):
             if not all(isinstance(v, int) and not isinstance(v, bool) for v in counts):
                 raise RLEError("uncompressed RLE 'counts' must be a list of integers")
+            # checked before numpy: 2**64 does not fit an int64
+            if any(v < 0 for v in counts):
+                raise RLEError("RLE 'counts' holds a negative run length")
+            if any(v > h * w for v in counts):
+                raise RLEError(f"RLE 'counts' holds a run longer than the mask's {h * w} pixels")
             runs = np.asarray(counts, dtype=np.int64)
             _check_runs(runs, h, w)
             return RLE(h, w, _runs_to_string(runs), int(runs[1::2].sum()))
@@ -128,6 +136,12 @@ def string_to_runs(counts: str) -> np.ndarray:
     np.add.at(values, group, (raw & 0x1F) << (5 * position))
     negative = (raw[ends] & 0x10) != 0
     values[negative] -= np.int64(1) << (5 * (position[ends][negative] + 1))
+    # Runs and the differences between them are below 2**31 in any mask we accept
+    # (validate.MAX_DECLARED_PIXELS; pycocotools keeps runs in 32-bit unsigned ints): bounding
+    # them by 2**32 keeps the running sums below from overflowing 64 bits (that would take a
+    # string of more than 2**31 runs).
+    if np.abs(values).max() > 1 << 32:
+        raise RLEError("RLE 'counts' holds a run too long to be real")
     runs = values.copy()
     # delta coding applies from index 3 on (pycocotools: `if (m > 2) x += cnts[m - 2]`)
     if len(runs) > 3:
@@ -160,6 +174,9 @@ def _check_runs(runs: np.ndarray, h: int, w: int) -> None:
         raise RLEError("RLE 'counts' is empty")
     if (runs < 0).any():
         raise RLEError("RLE 'counts' holds a negative run length")
+    if (runs > h * w).any():
+        raise RLEError(f"RLE 'counts' holds a run longer than the mask's {h * w} pixels")
+    # each run <= h*w <= 2**31, so an int64 sum of fewer than 2**32 runs cannot overflow
     total = int(runs.sum())
     if total != h * w:
         raise RLEError(
@@ -181,6 +198,17 @@ def _polygons_to_rle(polygons: list, height: int, width: int) -> RLE:
         ):
             raise RLEError(
                 "a polygon must be a flat list [x1, y1, x2, y2, ...] of at least 3 points"
+            )
+        xy = np.asarray(poly, dtype=np.float64).reshape(-1, 2)
+        if not np.isfinite(xy).all():
+            raise RLEError("a polygon holds a coordinate that is NaN or infinite")
+        # pycocotools rasterises at 5× in C ints, and its buffers grow with the outline's length:
+        # points far off the image overflow or exhaust it. A margin of one image size is generous.
+        x, y = xy[:, 0], xy[:, 1]
+        if x.min() < -width or x.max() > 2 * width or y.min() < -height or y.max() > 2 * height:
+            far = xy[np.argmax(np.maximum(np.abs(x - width / 2) / width, np.abs(y - height / 2) / height))]
+            raise RLEError(
+                f"a polygon point ({far[0]:g}, {far[1]:g}) lies far outside the {width} × {height} image"
             )
     rles = mask_utils.frPyObjects(polygons, height, width)
     rle = mask_utils.merge(rles)

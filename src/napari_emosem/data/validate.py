@@ -10,17 +10,24 @@ is returned.
 Image files are checked for existence and size from their header only (PIL reads no pixels), and
 the result is remembered per (path, mtime, size) so that re-reading a large dataset on every write
 costs one ``stat`` per image.
+
+Nothing in the file can crash the reader: NaN, Infinity and JSON nested deeper than Python can
+parse are refused with a line and column, polygons are checked before pycocotools rasterises them
+and RLE before it decodes them (both trust their input: wild values crash the process), and image
+files must be regular files inside the dataset's ``images/`` folder.
 """
 
 from __future__ import annotations
 
+import math
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any
 
 from ..emotions import EMOTIONS, SOMETHING_ELSE, normalise_emotion
-from ..errors import DatasetError, UnknownEmotionError
+from ..errors import DatasetError, ImageError, UnknownEmotionError
 from .records import ANNOTATION_FIELDS, IMAGE_CORE_FIELDS, Painting, Stimulus
 from .rle import RLE, RLEError, empty_rle, parse_segmentation
 
@@ -29,6 +36,13 @@ FORMAT_NAME = "napari-emosem stimulus dataset"
 FORMAT_VERSION = 1
 #: Category ids we write: the 8 emotions in EMOTIONS order, then "something else".
 CATEGORY_IDS: dict[str, int] = {e: i + 1 for i, e in enumerate(EMOTIONS)} | {SOMETHING_ELSE: 9}
+#: Largest width × height an image entry may claim (2 gigapixels, ten times the largest painting
+#: napari-emosem reads): pycocotools counts pixels in 32-bit integers, so larger masks overflow it.
+MAX_DECLARED_PIXELS = 1 << 31
+#: Deepest nesting of a kept extra field (COCO itself needs 3 levels).
+MAX_EXTRA_DEPTH = 32
+#: Longest file or folder name most file systems allow, in bytes.
+NAME_MAX = 255
 
 
 @dataclass
@@ -74,12 +88,19 @@ def check_file_name(name: Any) -> str | None:
         return f"file_name {name!r} leaves the images/ folder ('..')"
     if name.endswith("/") or posix.name in ("", "."):
         return f"file_name {name!r} names a folder, not a file"
+    if posix.parts and posix.parts[0] == ".emosem-staging":
+        return f"file_name {name!r} is inside the folder napari-emosem writes its unfinished images to"
+    long = [part for part in posix.parts if len(part.encode("utf-8", "surrogateescape")) > NAME_MAX]
+    if long:
+        return f"file_name {name!r} is too long: a name may hold at most {NAME_MAX} bytes"
     return None
 
 
 def image_header_size(path: Path, cache: HeaderCache | None = None) -> tuple[int, int] | str:
     """(width, height) of the image at ``path`` as :func:`~napari_emosem.image_io.load_image`
     will return it (EXIF rotation applied), read from the header; or a problem string."""
+    from ..image_io import header_size
+
     try:
         st = path.stat()
     except FileNotFoundError:
@@ -89,35 +110,38 @@ def image_header_size(path: Path, cache: HeaderCache | None = None) -> tuple[int
     key = (str(path), st.st_mtime_ns, st.st_size)
     if cache is not None and key in cache:
         return cache[key]
-    result = _read_header(path)
+    try:
+        result: tuple[int, int] | str = header_size(path)
+    except ImageError as exc:
+        # the message starts with the path; the caller names the file its own way
+        result = str(exc).removeprefix(f"{path}: ").removeprefix(f"{path} ")
+        result = "is " + result if result.startswith(("a folder", "not")) else result
     if cache is not None:
         cache[key] = result
     return result
 
 
-def _read_header(path: Path) -> tuple[int, int] | str:
-    from PIL import Image, UnidentifiedImageError
-
-    if path.is_dir():
-        return "is a folder, not an image file"
-    previous = Image.MAX_IMAGE_PIXELS
-    Image.MAX_IMAGE_PIXELS = None  # a size check, not a decode: large paintings are fine here
+def outside_folder(path: Path, folder: Path) -> Path | None:
+    """Where ``path`` really leads when a link takes it out of ``folder``, else None."""
     try:
-        with Image.open(path) as img:
-            width, height = img.size
-            try:
-                orientation = img.getexif().get(0x0112, 1)
-            except Exception:  # a broken EXIF block: load_image ignores it too
-                orientation = 1
-    except UnidentifiedImageError:
-        return "is not an image file that can be read"
-    except OSError as exc:
-        return f"cannot be read ({exc})"
-    finally:
-        Image.MAX_IMAGE_PIXELS = previous
-    if orientation in (5, 6, 7, 8):  # rotated by 90°: load_image transposes it
-        width, height = height, width
-    return int(width), int(height)
+        real = Path(os.path.realpath(path))
+        base = Path(os.path.realpath(folder))
+    except (OSError, ValueError):
+        return None
+    return None if real == base or base in real.parents else real
+
+
+def _depth(value: Any, limit: int) -> int:
+    """Nesting depth of a JSON value, counted up to ``limit + 1`` (iteratively: no recursion)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, (list, dict)):
+            deepest = max(deepest, depth)
+            if depth > limit:
+                return depth
+            stack.extend((v, depth + 1) for v in (item.values() if isinstance(item, dict) else item))
+    return deepest
 
 
 def _is_int(value: Any) -> bool:
@@ -130,8 +154,14 @@ def parse_document(
     *,
     check_images: bool = True,
     header_cache: HeaderCache | None = None,
+    pending: dict[str, Path] | None = None,
 ) -> Document:
-    """Validate a COCO object read from ``root/annotations.json``; see the module docstring."""
+    """Validate a COCO object read from ``root/annotations.json``; see the module docstring.
+
+    ``pending`` maps file names to staged files of a committed write not yet moved into place
+    (:func:`~napari_emosem.data.store.pending_images`): those are checked instead.
+    """
+    pending = pending or {}
     problems: list[str] = []
     if not isinstance(obj, dict):
         raise DatasetError(
@@ -193,8 +223,21 @@ def parse_document(
         if not (_is_int(width) and _is_int(height) and width > 0 and height > 0):
             problems.append(f"{where}: 'width' and 'height' must be positive integers")
             continue
+        if width * height > MAX_DECLARED_PIXELS:
+            problems.append(f"{where}: {width} × {height} px is not the size of a real image")
+            continue
         if check_images:
-            size = image_header_size(image_dir / file_name, header_cache)
+            path = image_dir / file_name
+            outside = outside_folder(path, image_dir)
+            if outside is not None:
+                problems.append(
+                    f"{where}: images/{file_name} is a link to {outside}, outside the dataset's "
+                    "images/ folder; copy the file in instead of linking to it"
+                )
+                continue
+            size = image_header_size(pending.get(file_name, path), header_cache)
+            if size == "is missing" and file_name in pending:  # moved into place meanwhile
+                size = image_header_size(path, header_cache)
             if isinstance(size, str):
                 problems.append(f"{where}: images/{file_name} {size}")
             elif size != (width, height):
@@ -203,6 +246,10 @@ def parse_document(
                     f"says {width} × {height}"
                 )
         metadata = {k: v for k, v in img.items() if k not in IMAGE_CORE_FIELDS}
+        deep = [k for k, v in metadata.items() if _depth(v, MAX_EXTRA_DEPTH) > MAX_EXTRA_DEPTH]
+        if deep:  # it would be written back: deeper than JSON writers follow is refused now
+            problems.append(f"{where}: field {deep[0]!r} is nested more than {MAX_EXTRA_DEPTH} levels deep")
+            continue
         doc.paintings[image_id] = Painting(image_id, file_name, width, height, metadata)
         doc.records[image_id] = []
 
@@ -283,11 +330,17 @@ def parse_document(
         if record is not None and not record_problems:
             doc.records[image_id].append(StoredRecord(ann_id, record))
 
+    if len(problems) == 1:  # one line: the problem itself
+        error = DatasetError(
+            f"{root / 'annotations.json'}: {problems[0]}; nothing was loaded. Fix this record (or "
+            "remove it) and open the dataset again"
+        )
+        error.problems = problems
+        raise error
     if problems:
         raise DatasetError(
-            f"{root / 'annotations.json'}: {len(problems)} problem"
-            f"{'s' if len(problems) != 1 else ''} found; nothing was loaded. Fix these records "
-            "(or remove them) and open the dataset again",
+            f"{root / 'annotations.json'}: {len(problems)} problems found; nothing was loaded. Fix "
+            "these records (or remove them) and open the dataset again",
             problems,
         )
     return doc
@@ -358,7 +411,9 @@ def _parse_annotation(ann: dict, emotion: str, painting: Painting) -> tuple[Stim
     if reviewed is not None and not isinstance(reviewed, bool):
         problems.append(f"'reviewed' must be true or false; found {reviewed!r}")
     score = ann.get("score")
-    if score is not None and (isinstance(score, bool) or not isinstance(score, (int, float))):
+    if score is not None and (
+        isinstance(score, bool) or not isinstance(score, (int, float)) or not math.isfinite(score)
+    ):
         problems.append(f"'score' must be a number or null; found {score!r}")
     for key in ("created", "modified"):
         value = ann.get(key)
@@ -368,6 +423,11 @@ def _parse_annotation(ann: dict, emotion: str, painting: Painting) -> tuple[Stim
         return None, problems
 
     extra = {k: v for k, v in ann.items() if k not in ANNOTATION_FIELDS}
+    for key, value in extra.items():
+        if _depth(value, MAX_EXTRA_DEPTH) > MAX_EXTRA_DEPTH:
+            problems.append(f"field {key!r} is nested more than {MAX_EXTRA_DEPTH} levels deep")
+    if problems:
+        return None, problems
     stimulus = Stimulus._stored(
         rle,
         emotion=emotion,
@@ -385,14 +445,49 @@ def _parse_annotation(ann: dict, emotion: str, painting: Painting) -> tuple[Stim
     return stimulus, []
 
 
+class _NotJSON(ValueError):
+    """NaN, Infinity or a number too large for a float: Python reads them, JSON has none."""
+
+
+def _refuse_constant(name: str) -> Any:
+    raise _NotJSON(name)
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise _NotJSON(text)
+    return value
+
+
+def _line_column(text: str, index: int) -> tuple[int, int]:
+    line = text.count("\n", 0, index) + 1
+    return line, index - (text.rfind("\n", 0, index) + 1) + 1
+
+
 def parse_json_text(text: str, path: os.PathLike | str) -> Any:
-    """``json.loads`` with an error that names the file, line and column."""
+    """``json.loads`` with an error that names the file, line and column. NaN and Infinity
+    (which Python's json reads but JSON does not have) and nesting deeper than the parser can
+    follow are refused too."""
     import json
 
+    fix = "fix the file by hand or restore it from a backup"
     try:
-        return json.loads(text)
+        return json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float)
     except json.JSONDecodeError as exc:
         raise DatasetError(
-            f"{path}: not valid JSON at line {exc.lineno}, column {exc.colno} ({exc.msg}); "
-            "fix the file by hand or restore it from a backup"
+            f"{path}: not valid JSON at line {exc.lineno}, column {exc.colno} ({exc.msg}); {fix}"
+        ) from None
+    except _NotJSON as exc:
+        token = str(exc)
+        found = re.search(r"(?<![\w.\"])" + re.escape(token) + r"(?![\w.\"])", text)
+        where = " at line {}, column {}".format(*_line_column(text, found.start())) if found else ""
+        raise DatasetError(
+            f"{path}: not valid JSON{where} ({token} is not a JSON number: use a finite number "
+            f"or null); {fix}"
+        ) from None
+    except RecursionError:
+        raise DatasetError(
+            f"{path}: not valid JSON for this reader: arrays or objects nested thousands of levels "
+            f"deep; {fix}"
         ) from None
