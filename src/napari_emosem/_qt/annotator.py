@@ -21,6 +21,7 @@ from ..annotation import AnnotationSession, ExportResult, Status
 from .controller import AnnotatorController
 from .dialogs import CloseGuard, ask
 from .jobs import sync_workers_default
+from .keys import register_key_bindings
 from .panels import (
     AutosaveBanner,
     DatasetPanel,
@@ -73,6 +74,7 @@ class EmoSEMAnnotator(QWidget):
             ask=lambda title, text, choices, default: ask(self, title, text, choices, default=default),
             clock=clock,
         )
+        register_key_bindings()
         self._close_guard = None
         self._build()
         self.controller.events.status.connect(self._status)
