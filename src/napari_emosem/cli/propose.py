@@ -6,6 +6,7 @@ import os
 import sys
 from pathlib import Path
 
+from ..config import models_help
 from ..devices import DEVICES
 from ..errors import EmoSEMError
 
@@ -31,7 +32,7 @@ def register(subparsers) -> None:
     p.add_argument(
         "--model",
         default="starter",
-        help="starter (cold start, default), tiny, vit_b, vit_l, vit_h, or a checkpoint folder",
+        help=models_help(),
     )
     p.add_argument("--out", default=DEFAULT_OUT, help=f"dataset folder to write (default: ./{DEFAULT_OUT})")
     p.add_argument("--device", default="auto", choices=DEVICES)
