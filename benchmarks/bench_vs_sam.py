@@ -7,9 +7,10 @@ prompt encoder and mask decoder (EmoSEM's are SAM's modules; the weights are cop
 GPT-2-sized language model (random weights, see bench_model.py) and A Painter at Work (Cézanne)
 at 1024 px. Also the machine's fp32 and bf16 matrix-product rates, which decide whether bf16 pays.
 
-    python benchmarks/bench_vs_sam.py [--device cpu|cuda] [--repeats 7] [--encode-repeats 3] [--json PATH]
+    python benchmarks/bench_vs_sam.py [--device cpu|cuda] [--repeats 7] [--encode-repeats 3] [--draft-repeats 3] [--json PATH]
 
-Prints absolute times (median and best of the repeats) and ratios, and writes JSON (default
+Steps that are compared run interleaved, one of each per round, so that on a shared machine
+each sees the same load. Prints absolute times (median and best of the rounds) and ratios, and writes JSON (default
 benchmarks/results/bench_vs_sam.json). Targets (issue 14), ratios in this one run:
 encode with bf16 <= 0.6 x SAM's fp32 encode on a CPU with native bf16 (<= 1.05 x without);
 propose all 8 from the cached embedding <= 0.5 x SAM's decoder called for 8 prompts one by one;
@@ -98,6 +99,7 @@ def main() -> int:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--encode-repeats", type=int, default=3)
+    parser.add_argument("--draft-repeats", type=int, default=3)
     parser.add_argument("--json", default=str(RESULTS))
     args = parser.parse_args()
     device = args.device
@@ -127,22 +129,39 @@ def main() -> int:
     auto = resolve_precision("auto", device)
     print(f"EmoSEM vs segment_anything — {machine}, torch {torch.__version__}; painting {w} × {h}; auto -> {auto.label}")
 
+    def rounds(steps: dict, n: int) -> None:
+        """Every step once per round, ``n`` rounds: on a shared machine each step sees the same load."""
+        for fn in steps.values():
+            fn()  # warm-up: kernel selection, weight packing, the int8 copy
+        for _ in range(n):
+            for name, fn in steps.items():
+                times.setdefault(name, []).extend(timed(fn, 1, sync))
+
     with torch.inference_mode():
         rates = matmul_rates(device, sync)
         sam_predictor = SamPredictor(sam)
-        # SAM ----------------------------------------------------------------------------------
-        sam_predictor.set_image(painting)  # warm-up
-        times["sam_encode_fp32"] = timed(lambda: sam_predictor.set_image(painting), args.encode_repeats, sync)
-        sam_features = sam_predictor.features.float().cpu()
-        if not cuda:
-            def sam_bf16():
-                with torch.autocast("cpu", dtype=torch.bfloat16):
-                    sam_predictor.set_image(painting)
+        predictors = {
+            p: EmoSEMPredictor(model, identity, device=device, precision=p, max_new_tokens=30,
+                               cache=EmbeddingCache(max_bytes=0, memory_items=0))
+            for p in precisions
+        }
+        features = {}
 
-            times["sam_encode_bf16"] = timed(sam_bf16, args.encode_repeats, sync)
-            notes["sam_bf16_embedding_cosine"] = float(torch.nn.functional.cosine_similarity(
-                sam_predictor.features.float().cpu().flatten(), sam_features.flatten(), dim=0))
-            sam_predictor.set_image(painting)
+        def sam_encode(precision):
+            with predictors[precision].plan.autocast():
+                sam_predictor.set_image(painting)
+            features[f"sam_{precision}"] = sam_predictor.features.float().cpu()
+
+        def emosem_encode(precision):
+            predictors[precision].set_image(painting)
+            features[f"emosem_{precision}"] = predictors[precision]._embedding.float().cpu()
+
+        encode_steps = {}
+        for p in precisions:
+            encode_steps[f"sam_encode_{p}"] = functools.partial(sam_encode, p)
+            encode_steps[f"emosem_encode_{p}"] = functools.partial(emosem_encode, p)
+        rounds(encode_steps, args.encode_repeats)
+        sam_predictor.set_image(painting)  # fp32 features for SAM's decoder
 
         def sam_one_by_one(multimask: bool):
             for xy in points:
@@ -155,53 +174,43 @@ def main() -> int:
             masks, _, _ = sam_predictor.predict_torch(coords, labels, multimask_output=False)
             masks.cpu().numpy()
 
-        for name, fn in {
+        def plain_decoder():
+            # EmoSEM's decoder as segment_anything runs it: every prompt set on its own image copy
+            decoder = model.mask_decoder
+            decoder.forward = decoder.decode_reference
+            try:
+                predictors["fp32"].propose(EMOTIONS, explain=False)
+            finally:
+                del decoder.forward
+
+        decode_steps = {
             "sam_8_prompts_one_by_one": functools.partial(sam_one_by_one, False),
             "sam_8_prompts_one_by_one_multimask": functools.partial(sam_one_by_one, True),
             "sam_8_prompts_batched": sam_batched,
-        }.items():
-            fn()
-            times[name] = timed(fn, args.repeats, sync)
+            "emosem_propose_8_fp32_plain_decoder": plain_decoder,
+        }
+        for p, predictor in predictors.items():
+            decode_steps[f"emosem_propose_8_{p}"] = functools.partial(predictor.propose, EMOTIONS, explain=False)
+        rounds(decode_steps, args.repeats)
 
-        # EmoSEM --------------------------------------------------------------------------------
-        embeddings = {}
-        for precision in precisions:
-            predictor = EmoSEMPredictor(model, identity, device=device, precision=precision, max_new_tokens=30,
-                                        cache=EmbeddingCache(max_bytes=0, memory_items=0))
-            predictor.set_image(painting)  # warm-up
-            times[f"emosem_encode_{precision}"] = timed(lambda: predictor.set_image(painting), args.encode_repeats, sync)
-            embeddings[precision] = predictor._embedding.float().cpu()
-            propose = functools.partial(predictor.propose, EMOTIONS, explain=False)
-            propose()
-            times[f"emosem_propose_8_{precision}"] = timed(propose, args.repeats, sync)
-            ids = model.emotion_index(EMOTIONS)
-            pred = predictor._decode(ids)
-            soft = pred.logits[:, 0].sigmoid()
+        ids = model.emotion_index(EMOTIONS)
+        draft_steps = {}
+        for p, predictor in predictors.items():
+            soft = predictor._decode(ids).logits[:, 0].sigmoid()
             extent = predictor._extent(len(ids))
+            draft_steps[f"emosem_drafts_8x30_{p}_lm_{'int8' if predictor.plan.int8_language_model else 'fp32'}"] = functools.partial(
+                model.explain, predictor._embedding, ids, soft, extent, max_new_tokens=30,
+                language_model=predictor.drafting_language_model())
+            draft_steps[f"emosem_propose_8_with_drafts_{p}"] = functools.partial(predictor.propose, EMOTIONS, explain=True)
+        rounds(draft_steps, args.draft_repeats)
 
-            def drafts():
-                model.explain(predictor._embedding, ids, soft, extent, max_new_tokens=30,
-                              language_model=predictor.drafting_language_model())
+    def cosine(a, b):
+        return float(torch.nn.functional.cosine_similarity(features[a].flatten(), features[b].flatten(), dim=0))
 
-            drafts()
-            times[f"emosem_drafts_8x30_{predictor.plan.label.replace(', ', '_').replace(' ', '_')}"] = timed(
-                drafts, max(3, args.repeats // 2), sync)
-            with_drafts = functools.partial(predictor.propose, EMOTIONS, explain=True)
-            times[f"emosem_propose_8_with_drafts_{precision}"] = timed(with_drafts, max(3, args.repeats // 2), sync)
-            if precision == "fp32":
-                # the decoder as segment_anything runs it: every prompt set on its own image copy
-                decoder = model.mask_decoder
-                decoder.forward = decoder.decode_reference
-                try:
-                    propose()
-                    times["emosem_propose_8_fp32_plain_decoder"] = timed(propose, args.repeats, sync)
-                finally:
-                    del decoder.forward
-        notes["emosem_vs_sam_embedding_cosine_fp32"] = float(torch.nn.functional.cosine_similarity(
-            embeddings["fp32"].flatten(), sam_features.flatten(), dim=0))
-        if "bf16" in embeddings:
-            notes["emosem_bf16_embedding_cosine"] = float(torch.nn.functional.cosine_similarity(
-                embeddings["bf16"].flatten(), embeddings["fp32"].flatten(), dim=0))
+    notes["emosem_vs_sam_embedding_cosine_fp32"] = cosine("emosem_fp32", "sam_fp32")
+    if "bf16" in predictors:
+        notes["sam_bf16_embedding_cosine"] = cosine("sam_bf16", "sam_fp32")
+        notes["emosem_bf16_embedding_cosine"] = cosine("emosem_bf16", "emosem_fp32")
 
     med = {k: statistics.median(v) for k, v in times.items()}
     best = {k: min(v) for k, v in times.items()}
@@ -223,6 +232,8 @@ def main() -> int:
     draft_keys = [k for k in times if k.startswith("emosem_drafts_8x30_")]
     if len(draft_keys) == 2:
         ratios["drafts_reduced_vs_fp32"] = ratio(draft_keys[1], draft_keys[0])
+        ratios["propose_8_with_drafts_bf16_vs_fp32"] = ratio("emosem_propose_8_with_drafts_bf16",
+                                                             "emosem_propose_8_with_drafts_fp32")
     ratios["propose_8_fp32_plain_vs_sam_one_by_one"] = ratio("emosem_propose_8_fp32_plain_decoder", sam_decoder)
     native_bf16 = "native bf16" in machine and "no native" not in machine
     targets = {

@@ -139,3 +139,18 @@ def test_the_shared_path_handles_a_one_layer_transformer():
         fast = model.mask_decoder(embedding, sparse, torch.zeros(8, dtype=torch.long))
         plain = model.mask_decoder.decode_reference(embedding, sparse, torch.zeros(8, dtype=torch.long))
     torch.testing.assert_close(fast.logits, plain.logits, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_the_shared_image_path_on_the_gpu_matches_the_plain_path():
+    config = get_preset("vit_b")
+    decoder = EmotionMaskDecoder(config.encoder, config.decoder).eval().cuda()
+    _randomise(decoder, seed=7)
+    gen = torch.Generator().manual_seed(8)
+    embedding = torch.randn(1, 256, 64, 64, generator=gen).cuda()
+    sparse = torch.randn(8, 9, 256, generator=gen).cuda()
+    index = torch.zeros(8, dtype=torch.long, device="cuda")
+    with torch.no_grad():
+        fast, plain = decoder(embedding, sparse, index), decoder.decode_reference(embedding, sparse, index)
+    agree = ((fast.logits > 0) == (plain.logits > 0)).float().mean()
+    assert agree > 0.999 and torch.allclose(fast.iou, plain.iou, atol=1e-2)
