@@ -37,8 +37,8 @@ class EmoSEMPredictor(Predictor):
     """One painting at a time: ``set_image`` encodes (or reads the cache), the rest is cheap.
 
     ``precision`` (``auto``/``fp32``/``bf16``, see :mod:`napari_emosem.precision`) applies on the
-    CPU only; the default here is the float32 reference, :func:`~napari_emosem.loading.load_predictor`
-    (the CLI, the widget) defaults to ``auto``.
+    CPU only; the default is the float32 reference, as for :func:`~napari_emosem.loading.load_predictor`;
+    ``emosem propose`` and the annotator's setting default to ``auto``.
     """
 
     def __init__(

@@ -21,7 +21,7 @@ def load_predictor(
     cache=None,
     num_beams: int = 1,
     max_new_tokens: int | None = None,
-    precision: str = "auto",
+    precision: str = "fp32",
 ) -> Predictor:
     """Build the Predictor named by ``spec``.
 
@@ -30,7 +30,8 @@ def load_predictor(
     - ``"tiny"``, ``"vit_b"``, ``"vit_l"``, ``"vit_h"``: an EmoSEM preset (untrained prompt/adapter);
     - a folder: an EmoSEM checkpoint written by ``emosem train`` or the widget.
 
-    ``precision``: ``auto`` (default), ``fp32`` or ``bf16``, for EmoSEM on a CPU; see
+    ``precision``: ``fp32`` (the reference, default here), ``bf16`` or ``auto`` (what
+    ``emosem propose`` and the annotator's setting default to), for EmoSEM on a CPU; see
     :mod:`napari_emosem.precision`. The starter has no such choice.
     """
     from .devices import resolve_device

@@ -8,16 +8,19 @@ of it is repeated, with no change beyond float rounding (tested against segment_
 - Layer 0 sees the same image tokens for every prompt set (the embedding plus SAM's no-mask
   embedding; the positional encoding is the image's): the keys and values that the tokens read
   and the queries with which the image reads the tokens are projected once for all emotions.
-- The final token-to-image attention only matters for the IoU token and the first mask token
-  (single-mask output), and its key and value projections are folded into those two queries:
-  ``softmax(q·(x W_k + b_k)) (x W_v + b_v) = softmax((q W_k)·x) x W_v + b_v``, so no projected
-  copy of the image tokens is made (a projection's bias is constant along the softmax).
-- In layer 0 the image-to-token output projection is applied to the few token values before
-  the attention weights (``A (V W_o) = (A V) W_o``), which also spares a head-transposing copy.
+- Everywhere else the image-side projections are folded into the few tokens' side. Tokens reading
+  the image: ``softmax(q·(x W_k + b_k)) (x W_v + b_v) = softmax((q W_k)·x) x W_v + b_v`` (a key
+  bias is constant along that softmax, and the weights sum to 1). The image reading the tokens:
+  ``(x W_q + b_q)·k = x·(k W_q) + b_q·k``, and the output projection goes onto the token values
+  before the sum over tokens, ``A (V W_o) = (A V) W_o``. With SAM's 8 heads and EmoSEM's ≈ 14
+  tokens that is as many multiply-adds as projecting the 4,096 image tokens, but no projected
+  (4,096 × 128) copies and no head-transposing copies are written.
+- The final attention is computed for the IoU token and the first mask token only: single-mask
+  decoding reads nothing else.
 
-Everything else is segment_anything's own modules (fused attention, see ``mask_decoder``).
-Prompt sets are decoded a few at a time so that a set's (4,096 × 256) image tokens stay in the
-CPU's cache between the steps that reuse them.
+The tokens' own self-attention, MLPs and LayerNorms are segment_anything's modules. Prompt sets
+are decoded a few at a time so that a set's (4,096 × 256) image tokens stay in the CPU's cache
+between the steps that reuse them.
 """
 
 from __future__ import annotations
