@@ -69,11 +69,16 @@ def propose_paintings(
     overlays: bool = True,
     overwrite_reviewed: bool = False,
     on_painting: Callable[[Path, list[Proposal] | None, str | None], None] | None = None,
+    batch_size: int = 1,
+    num_workers: int | None = None,
 ) -> ProposeReport:
     """Propose ``emotions`` for each painting and write them into the dataset at ``out``.
 
     Only the proposed emotions' records are written (the painting's other records stay); a
     reviewed record is kept rather than replaced unless ``overwrite_reviewed``.
+    ``batch_size`` > 1 (EmoSEM only) reads paintings in ``num_workers`` worker processes and
+    encodes and drafts them in batches (:mod:`napari_emosem.collection`); the records written
+    are the same.
     """
     from ._io import remove_stale_temp_files
     from .data import PaintingUpdate, Stimulus, StimulusDataset
@@ -81,11 +86,18 @@ def propose_paintings(
     dataset = StimulusDataset.open(out, create=True)
     remove_stale_temp_files(dataset.root / OVERLAYS)  # what killed runs left; never a live writer's
     report = ProposeReport()
-    for path in map(Path, paths):
+    if batch_size > 1 and hasattr(predictor, "propose_batch"):
+        from .collection import batched_proposals
+
+        results = batched_proposals(
+            [Path(p) for p in paths], predictor, emotions, batch_size=batch_size, num_workers=num_workers
+        )
+    else:
+        results = _one_at_a_time(paths, predictor, emotions)
+    for path, image, proposals, error in results:
         try:
-            image = load_image(path)
-            predictor.set_image(image)
-            proposals = predictor.propose(emotions, explain=True)
+            if error is not None:
+                raise EmoSEMError(error)
             stimuli = [
                 Stimulus(
                     emotion=p.emotion,
@@ -122,6 +134,18 @@ def propose_paintings(
         if on_painting:
             on_painting(path, proposals, None)
     return report
+
+
+def _one_at_a_time(paths, predictor: Predictor, emotions):
+    for path in map(Path, paths):
+        try:
+            image = load_image(path)
+            predictor.set_image(image)
+            proposals = predictor.propose(emotions, explain=True)
+        except EmoSEMError as exc:
+            yield path, None, None, str(exc)
+            continue
+        yield path, image, proposals, None
 
 
 def _stored_size(path: Path) -> tuple[int, int] | None:
