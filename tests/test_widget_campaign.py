@@ -58,8 +58,8 @@ class Clock:
 
 @pytest.fixture
 def annotator(make_napari_viewer):
-    def make(*, synchronous=True, model="tiny", **kwargs):
-        viewer = make_napari_viewer()
+    def make(*, synchronous=True, model="tiny", show=False, **kwargs):
+        viewer = make_napari_viewer(show=show)
         settings = Settings(backend=False)
         settings.annotator = "ana"
         widget = EmoSEMAnnotator(viewer, settings=settings, synchronous=synchronous, **kwargs)
@@ -336,3 +336,25 @@ def test_repropose_the_rest_can_be_cancelled(annotator, qtbot, tmp_path):
     assert nav.repropose_button.isEnabled() and not nav.repropose_cancel.isVisibleTo(nav)
     proposed = [name for name, status in statuses(root).items() if status is PaintingStatus.PROPOSED]
     assert 1 <= len(proposed) < 6 and "painting-5.png" not in proposed  # it stopped on the way
+
+
+def test_closing_the_window_saves_the_campaigns_painting_without_asking(annotator, qtbot, tmp_path):
+    root = make_campaign(tmp_path / "campaign", 2)
+    viewer, widget = annotator(show=True)
+    widget.open_dataset(root)
+    widget.mark_no_stimulus("awe")
+    qtbot.waitUntil(lambda: widget.close_guarded, timeout=5_000)
+    asked = []
+
+    def refuse():  # were the annotator asked anything, they would say Cancel
+        box = QApplication.activeModalWidget()
+        if box is not None:
+            asked.append(box.text())
+            box.reject()
+
+    QTimer.singleShot(200, refuse)
+    assert widget.confirm_close() is True  # what closing the window asks: leaving saves the painting
+    qtbot.wait(300)
+    assert asked == []
+    record = StimulusDataset.open(root).stimulus("painting-0.png", "awe")
+    assert record is not None and record.no_stimulus and record.reviewed

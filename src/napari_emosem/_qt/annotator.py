@@ -15,7 +15,7 @@ from pathlib import Path
 
 from napari.utils.notifications import show_error
 from qtpy.QtCore import Qt, QTimer
-from qtpy.QtWidgets import QLabel, QVBoxLayout, QWidget
+from qtpy.QtWidgets import QFrame, QLabel, QScrollArea, QVBoxLayout, QWidget
 
 from ..annotation import AnnotationSession, ExportResult, Status
 from .controller import AnnotatorController
@@ -95,13 +95,24 @@ class EmoSEMAnnotator(QWidget):
         self.status_label = QLabel("Open a painting to begin.")
         self.status_label.setWordWrap(True)
         self.status_label.setTextInteractionFlags(Qt.TextSelectableByMouse)
-        layout = QVBoxLayout(self)
+        content = QWidget()
+        layout = QVBoxLayout(content)
         layout.setContentsMargins(6, 6, 6, 6)
         parts = (self.navigator, self.painting_model, self.banner, self.emotion_table, self.selected, self.dataset)
         for part in (*parts, self.finetune):
             layout.addWidget(part)
         layout.addWidget(self.status_label)
         layout.addStretch(1)
+        # taller than a laptop screen with a campaign open: the panels scroll, the window fits
+        scroll = QScrollArea()
+        scroll.setWidget(content)
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QFrame.NoFrame)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
+        scroll.setMinimumWidth(content.minimumSizeHint().width() + scroll.verticalScrollBar().sizeHint().width())
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(0, 0, 0, 0)
+        outer.addWidget(scroll)
         # the controls a user (or a test) reaches for, by the names they have always had
         self.painting_combo, self.model_combo = self.painting_model.painting_combo, self.painting_model.model_combo
         self.device_combo = self.painting_model.device_combo

@@ -108,8 +108,8 @@ class NavigatorPanel(QGroupBox):
         self.summary_label = QLabel("")
         self.summary_label.setWordWrap(True)
         self.progress = QProgressBar()
-        self.progress.setTextVisible(True)
-        self.progress.setFormat("%v of %m done")
+        self.progress.setTextVisible(False)  # the line above says it
+        self.progress.setFixedHeight(8)
         box.addWidget(self.summary_label)
         box.addWidget(self.progress)
         box.addLayout(self._make_filters())
@@ -117,10 +117,6 @@ class NavigatorPanel(QGroupBox):
         self.list_view = self._make_list()
         box.addWidget(self.list_view)
         box.addLayout(self._make_moves())
-        self.prefetch_label = QLabel("")
-        self.prefetch_label.setStyleSheet("color: #9a9a9a;")
-        self.prefetch_label.setWordWrap(True)
-        box.addWidget(self.prefetch_label)
         box.addLayout(self._make_repropose())
 
         events = self.navigation.events
@@ -132,6 +128,7 @@ class NavigatorPanel(QGroupBox):
         controller.prefetch.events.status.connect(lambda line: self.prefetch_label.setText(line))
         controller.events.busy.connect(self._enable)
         controller.events.model.connect(self._show_model)
+        controller.events.checkpoints.connect(self._offer_repropose)
         self._show_model(controller.model_spec)
         self.hide()
 
@@ -145,8 +142,14 @@ class NavigatorPanel(QGroupBox):
         self.search_edit.setPlaceholderText("search: file name, artist, title")
         self.search_edit.setClearButtonEnabled(True)
         self.search_edit.textChanged.connect(lambda text: self.navigation.set_filter(search=text))
+        self.skip_done_check = QCheckBox("skip done")
+        self.skip_done_check.setChecked(self.navigation.skip_done)
+        self.skip_done_check.setToolTip("Previous and Next pass over done and skipped paintings")
+        self.skip_done_check.setFocusPolicy(Qt.NoFocus)
+        self.skip_done_check.toggled.connect(lambda on: setattr(self.navigation, "skip_done", on))
         row.addWidget(self.filter_combo)
         row.addWidget(self.search_edit, 1)
+        row.addWidget(self.skip_done_check)
         return row
 
     def _make_list(self) -> QListView:
@@ -168,33 +171,38 @@ class NavigatorPanel(QGroupBox):
         self.next_button = QPushButton("Next ▶")
         self.next_button.setToolTip("Save this painting and open the next one in the list (Shift+→)")
         self.next_button.clicked.connect(self.navigation.next)
-        self.skip_done_check = QCheckBox("skip done")
-        self.skip_done_check.setChecked(self.navigation.skip_done)
-        self.skip_done_check.setToolTip("Previous and Next pass over done and skipped paintings")
-        self.skip_done_check.toggled.connect(lambda on: setattr(self.navigation, "skip_done", on))
         self.skip_button = QPushButton("Skip…")
         self.skip_button.setToolTip("Skip this painting, with a reason (not a painting, duplicate, …)")
         self.skip_button.clicked.connect(lambda: self.skip())
-        for widget in (self.previous_button, self.next_button, self.skip_done_check, self.skip_button):
+        for widget in (self.previous_button, self.next_button, self.skip_button):
             # a click leaves the keyboard where it was (the canvas takes napari's key bindings)
             widget.setFocusPolicy(Qt.NoFocus)
             row.addWidget(widget)
         return row
 
-    def _make_repropose(self) -> QHBoxLayout:
-        row = QHBoxLayout()
+    def _make_repropose(self) -> QVBoxLayout:
+        rows = QVBoxLayout()
+        line = QHBoxLayout()
+        #: what the background work is doing: the next painting made ready, or re-proposing
+        self.prefetch_label = QLabel("")
+        self.prefetch_label.setStyleSheet("color: #9a9a9a;")
+        self.prefetch_label.setWordWrap(True)
         self.repropose_button = QPushButton("Re-propose the rest")
         self.repropose_button.clicked.connect(lambda: self.repropose())
+        line.addWidget(self.prefetch_label, 1)
+        line.addWidget(self.repropose_button)
+        running = QHBoxLayout()
         self.repropose_progress = QProgressBar()
-        self.repropose_progress.setFormat("%v/%m")
+        self.repropose_progress.setFormat("re-proposing: %v/%m")
         self.repropose_progress.hide()
         self.repropose_cancel = QPushButton("Cancel")
         self.repropose_cancel.clicked.connect(self.cancel_repropose)
         self.repropose_cancel.hide()
-        row.addWidget(self.repropose_button)
-        row.addWidget(self.repropose_progress, 1)
-        row.addWidget(self.repropose_cancel)
-        return row
+        running.addWidget(self.repropose_progress, 1)
+        running.addWidget(self.repropose_cancel)
+        rows.addLayout(line)
+        rows.addLayout(running)
+        return rows
 
     # The annotator's input ----------------------------------------------------------------------
 
@@ -288,6 +296,10 @@ class NavigatorPanel(QGroupBox):
             f"Propose again with {name} for every painting that is not done (drafts only: what a person "
             "reviewed stays), in the background"
         )
+
+    def _offer_repropose(self) -> None:
+        if self.navigation.campaign is not None and self.repropose_job is None:
+            self.prefetch_label.setText("new checkpoint: Re-propose the rest gives the paintings not done its drafts")
 
     def _show_repropose_progress(self, done: int, total: int, line: str) -> None:
         self.repropose_progress.setRange(0, max(1, total))
