@@ -88,6 +88,12 @@ class DatasetFolder:
         (default: the dataset folder) with its annotations, and annotate it. A painting already
         open is made current rather than opened twice. Returns its Image layer, or None."""
         controller = self.controller
+        navigation = controller.campaign
+        campaign = navigation.campaign
+        same = campaign is not None and Path(folder or self.folder()).expanduser().resolve() == campaign.root.resolve()
+        if same and painting in campaign.index:
+            # the campaign's painting: shown in its layer (the current one saved first), not opened twice
+            return navigation.layer if navigation.go(painting) else None
         dataset = self._open(folder)
         if dataset is None:
             return None
