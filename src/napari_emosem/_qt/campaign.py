@@ -176,7 +176,7 @@ class CampaignNavigation:
         if not info.dataset or not info.file_name:
             return
         campaign = self.campaign
-        if campaign is None or Path(info.dataset) != campaign.root:
+        if campaign is None or Path(info.dataset).resolve() != campaign.root.resolve():
             try:
                 campaign = self._open(info.dataset)
             except EmoSEMError as exc:
