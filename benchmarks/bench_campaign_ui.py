@@ -68,6 +68,13 @@ def main(argv=None) -> int:
     os.environ["EMOSEM_CACHE_DIR"] = str(scratch / "cache")
     os.environ["EMOSEM_DATA_DIR"] = str(scratch / "data")
     os.environ.pop("EMOSEM_SYNC_WORKERS", None)
+    try:
+        return run(args, source, scratch)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)  # a 43 MB copy and 5,000 links, whatever happened
+
+
+def run(args, source: Path, scratch: Path) -> int:
     root = scratch / "campaign"
     copy_campaign(source, root)
 
@@ -211,9 +218,7 @@ def main(argv=None) -> int:
         "machine": platform.platform(), "cores": os.cpu_count(), **results,
     }, indent=1))  # fmt: skip
     print(f"wrote {out}")
-    widget.shutdown()
-    viewer.close()
-    shutil.rmtree(scratch, ignore_errors=True)
+    viewer.close()  # the painting shown is saved as it leaves; the annotator stops its workers
     return 0
 
 

@@ -358,3 +358,16 @@ def test_closing_the_window_saves_the_campaigns_painting_without_asking(annotato
     assert asked == []
     record = StimulusDataset.open(root).stimulus("painting-0.png", "awe")
     assert record is not None and record.no_stimulus and record.reviewed
+
+
+def test_removing_the_campaigns_layer_saves_its_painting(annotator, tmp_path):
+    """napari closing a viewer removes its layers before the window's close event: the painting
+    shown is saved as it leaves, then the next painting opens in a new layer."""
+    root = make_campaign(tmp_path / "campaign", 2)
+    viewer, widget = annotator()
+    layer = widget.open_dataset(root)
+    widget.mark_no_stimulus("fear")
+    viewer.layers.remove(layer)
+    assert StimulusDataset.open(root).stimulus("painting-0.png", "fear").no_stimulus
+    assert widget.campaign.current is None and widget.session is None
+    assert widget.go_to_painting("painting-1.png") and widget.campaign.layer in viewer.layers

@@ -292,10 +292,24 @@ class CampaignNavigation:
     def save(self, *, force: bool = False) -> bool:
         """Write the current painting into the campaign's dataset when it holds anything new
         (edits, or active time), or ``force``; False (and why, in the status line) if that failed."""
-        session, campaign = self.session, self.campaign
+        session = self.session
         if session is None:
             return False
         self.controller.binder.flush()
+        return self._save(session, force=force)
+
+    def layer_removed(self, layer, session: AnnotationSession | None) -> None:
+        """An Image layer left the viewer (deleted, or napari closing): the campaign's painting in
+        it is left, so it is saved (its autosave stays if that fails)."""
+        if layer is not self.layer or self.campaign is None:
+            return
+        if session is not None:
+            self._save(session)
+        self.layer = None
+        self._set_current(None)
+
+    def _save(self, session: AnnotationSession, *, force: bool = False) -> bool:
+        campaign = self.campaign
         if not (force or session.dirty or session.unsaved_seconds >= 1.0):
             return True
         try:
@@ -369,7 +383,7 @@ class CampaignNavigation:
                 return emotion
         return emotions[0]
 
-    def _set_current(self, index: int) -> None:
+    def _set_current(self, index: int | None) -> None:
         self.current = index
         self.events.current.emit(index)
 

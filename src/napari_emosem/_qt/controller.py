@@ -207,6 +207,8 @@ class AnnotatorController:
         self.paintings.events.paintings.emit()
 
     def _on_image_removed(self, layer) -> None:
+        session = next((s for candidate, s in self.paintings.sessions() if candidate is layer), None)
+        self.campaign.layer_removed(layer, session)  # leaving a campaign's painting saves it
         self.paintings.drop(layer)
 
     def _on_image_activated(self, layer) -> None:
