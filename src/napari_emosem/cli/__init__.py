@@ -19,6 +19,9 @@ _COMMANDS = (
     ("train", "train"),
     ("evaluate", "evaluate"),
     ("export", "export"),
+    ("merge", "merge"),
+    ("agreement", "agreement"),
+    ("compact", "compact"),
     ("import_apolo", "import-apolo"),
     ("weights", "weights"),
 )

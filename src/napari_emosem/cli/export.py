@@ -48,6 +48,23 @@ def run(args) -> int:
 
     emotions = parse_emotions(args.emotions)
     dataset = StimulusDataset.open(args.dataset)
+    _compact(dataset)
     report = export_dataset(dataset, args.format, args.out, emotions=emotions)
     print(f"wrote {report.description}")
     return 0
+
+
+def _compact(dataset) -> None:
+    """Fold the journal into annotations.json before the dataset leaves for other tools; a
+    dataset that cannot be written (a read-only share) is exported as it is."""
+    import sys
+
+    from ..errors import DatasetError
+
+    if not dataset.journal_bytes:
+        return
+    try:
+        dataset.compact()
+    except DatasetError as exc:
+        print(f"emosem export: note: annotations.json not compacted ({exc}); the export is whole all the same",
+              file=sys.stderr)  # fmt: skip
