@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import gc
 import hashlib
 import io
 import json
@@ -288,6 +289,10 @@ class StimulusDataset:
         self._load_from_disk(check_images=True)
 
     def _load_from_disk(self, *, check_images: bool) -> bool:
+        with _no_collection_pauses():
+            return self._load(check_images=check_images)
+
+    def _load(self, *, check_images: bool) -> bool:
         path = store.annotations_path(self._root)
         attempts = 5
         for attempt in range(attempts):
@@ -1179,6 +1184,20 @@ def _file_equal(a: Path, b: Path) -> bool:
                     return True
     except OSError:
         return False
+
+
+@contextlib.contextmanager
+def _no_collection_pauses():
+    """Python's cycle collector off while a dataset is read: the reader makes hundreds of
+    thousands of objects (none in cycles), and each collection it triggers walks them all again
+    (a third of the time to open 40,000 records). Restored as it was, whatever happens."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def _stat(path: Path) -> tuple[int, int, int] | None:

@@ -285,12 +285,12 @@ class Stimulus:
         """A stored record from fields the reader has checked and normalised already (opening a
         large dataset builds tens of thousands: this skips ``__init__``'s conversions)."""
         stimulus = object.__new__(cls)
-        stimulus.emotion, stimulus.explanations, stimulus.no_stimulus = emotion, explanations, no_stimulus
-        stimulus.source, stimulus.edited, stimulus.annotator = source, edited, annotator
-        stimulus.score, stimulus.created, stimulus.modified, stimulus.extra = score, created, modified, extra
-        stimulus.reviewed, stimulus.adjudicated = reviewed, adjudicated
-        stimulus.annotation_seconds = annotation_seconds
-        stimulus._mask, stimulus._rle = None, rle
+        stimulus.__dict__ = {
+            "emotion": emotion, "explanations": explanations, "no_stimulus": no_stimulus, "source": source,
+            "edited": edited, "annotator": annotator, "score": score, "created": created, "modified": modified,
+            "extra": extra, "reviewed": reviewed, "adjudicated": adjudicated,
+            "annotation_seconds": annotation_seconds, "_mask": None, "_rle": rle,
+        }  # fmt: skip
         return stimulus
 
     def _stored_rle(self) -> RLE | None:

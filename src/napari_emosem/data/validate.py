@@ -31,7 +31,7 @@ import stat
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath, PureWindowsPath
-from typing import Any
+from typing import Any, NamedTuple
 
 from ..emotions import EMOTIONS, SOMETHING_ELSE, normalise_emotion
 from ..errors import DatasetError, ImageError, UnknownEmotionError
@@ -41,7 +41,6 @@ from .records import (
     IMAGE_CORE_FIELDS,
     SKIPPED,
     Painting,
-    Slot,
     Stimulus,
 )
 from .rle import RLE, RLEError, check_compressed, empty_rle, parse_segmentation
@@ -63,8 +62,7 @@ MAX_EXTRA_DEPTH = 32
 NAME_MAX = 255
 
 
-@dataclass
-class StoredRecord:
+class StoredRecord(NamedTuple):
     """One annotation as held in memory: its id in the file and the stimulus (mask as RLE)."""
 
     id: int
@@ -667,27 +665,28 @@ def _parse_annotations(
 
     # 3. the records, one per slot of each pair
     records: list[tuple[int, StoredRecord]] = []
-    seen_slot: dict[tuple[int, str, Slot], int] = {}
+    seen_slot: dict[tuple, int] = {}
     for k, (ann, ann_id, image_id, painting, emotion) in enumerate(items):
         record, record_problems = _parse_annotation(ann, emotion, painting, checked.get(k))
         if record_problems:
             where = f"annotation id {ann_id} ({painting.file_name!r}, {emotion})"
             problems.extend(f"{where}: {p}" for p in record_problems)
             continue
-        key = (image_id, emotion, record.slot)
-        if key in seen_slot:
-            slot = key[2]
+        # the slot (see Slot), as a plain tuple: cheaper to make and hash by the ten thousand
+        key = (image_id, emotion, record.adjudicated, record.reviewed and record.annotator, record.reviewed)
+        first = seen_slot.setdefault(key, ann_id)
+        if first != ann_id:
+            slot = record.slot
             what = {"draft": "unreviewed draft", "adjudicated": "adjudicated record"}.get(
                 slot.kind, f"record of annotator {slot.label!r}"
             )
             problems.append(
                 f"annotation id {ann_id} ({painting.file_name!r}, {emotion}): a second record for "
                 f"this (painting, emotion): a second {what}; the first is annotation id "
-                f"{seen_slot[key]} (keep one draft, one adjudicated record and one record per "
+                f"{first} (keep one draft, one adjudicated record and one record per "
                 "annotator for each pair)"
             )
             continue
-        seen_slot[key] = ann_id
         records.append((image_id, StoredRecord(ann_id, record)))
     return records, problems
 
