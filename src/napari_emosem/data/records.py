@@ -391,6 +391,15 @@ class PairRecords:
             out.extend(e for e in record.explanations if e not in out)
         return out
 
+    def pair_votes(self):
+        """The votes as :class:`napari_emosem.annotators.PairVotes` (what
+        :func:`~napari_emosem.annotators.agreement` measures): each annotator's mask, None for a
+        *no stimulus* vote."""
+        from ..annotators import PairVotes, Vote
+
+        votes = [Vote(v.slot.label, None if v.no_stimulus else v.mask) for v in self.votes]
+        return PairVotes(self.painting.file_name, self.emotion, votes)
+
     def consensus_map(self) -> np.ndarray | None:
         """float32 (H, W) in [0, 1]: per pixel, the fraction of the votes that mark it (a *no
         stimulus* vote marks none); None when the pair has no vote."""
