@@ -6,7 +6,7 @@ tokenizer is built on the spot: it splits the paper's prompt into as many tokens
 does (8), which is what the decoder's cost depends on. Weights are random: the timings are the
 architecture's, which is what the annotator waits for.
 
-    python benchmarks/bench_model.py [--device cpu|cuda] [--repeats N] [--json PATH]
+    python benchmarks/bench_model.py [--device cpu|cuda] [--precision auto|fp32|bf16] [--repeats N] [--json PATH]
 
 Prints a table and writes JSON (default benchmarks/results/bench_model.json). Targets on a
 2-core CPU: propose-all-8 from a cached embedding <= 150 ms, explain one emotion (<= 30 tokens,
@@ -71,6 +71,7 @@ def timed(fn, repeats, sync):
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--precision", default="fp32", help="auto, fp32 or bf16 (CPU only; see napari_emosem.precision)")
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--encode-repeats", type=int, default=3)
     parser.add_argument("--json", default=str(Path(__file__).parent / "results" / "bench_model.json"))
@@ -84,6 +85,12 @@ def main() -> int:
     model, _ = build_emosem(real_size_config(), language_model=gpt2_sized_lm())
     model = model.to(device).eval()
     build_s = time.perf_counter() - t
+    from napari_emosem.modeling.language_model import int8_language_model
+    from napari_emosem.precision import resolve_precision
+
+    plan = resolve_precision(args.precision, device)
+    drafting = int8_language_model(model.language_model) if plan.int8_language_model else None
+    card += f", precision {plan.label}"
     n_params = {name: sum(p.numel() for p in m.parameters()) for name, m in model.named_children()}
 
     rng = np.random.default_rng(0)
@@ -92,33 +99,42 @@ def main() -> int:
     with torch.no_grad():
         x, geometry = model.image_encoder.preprocess(painting)
         x = x[None].to(device)
-        model.encode(x)  # warm-up
-        results["encode"] = timed(lambda: model.encode(x), args.encode_repeats, sync)
-        embedding = model.encode(x)
+        def encode():
+            with plan.autocast():
+                return model.encode(x).float()
+
+        encode()  # warm-up
+        results["encode"] = timed(encode, args.encode_repeats, sync)
+        embedding = encode()
         ids = model.emotion_index(EMOTIONS)
 
+        def propose(emotion_ids):
+            with plan.autocast():
+                return model.propose(embedding, emotion_ids)
+
         def propose_all():
-            pred = model.propose(embedding, ids)
+            pred = propose(ids)
             for i in range(len(ids)):  # masks at the painting's resolution, as the annotator gets them
-                (lowres_to_painting(pred.logits[i : i + 1], geometry)[0, 0] > 0).cpu()
+                (lowres_to_painting(pred.logits[i : i + 1].float(), geometry)[0, 0] > 0).cpu()
 
         propose_all()
         results["propose_all_8"] = timed(propose_all, args.repeats, sync)
         one = ids[:1]
-        results["propose_1"] = timed(lambda: model.propose(embedding, one), args.repeats, sync)
-        pred = model.propose(embedding, one)
+        results["propose_1"] = timed(lambda: propose(one), args.repeats, sync)
+        pred = propose(one)
         extent = torch.tensor([geometry.extent], device=device)
-        soft = pred.logits[:, 0].sigmoid()
+        soft = pred.logits[:, 0].float().sigmoid()
 
         def explain():
             # 30 tokens exactly: random weights must not stop early at end-of-text
-            model.explain(embedding, one, soft, extent, max_new_tokens=30, min_new_tokens=30)
+            model.explain(embedding, one, soft, extent, max_new_tokens=30, min_new_tokens=30, language_model=drafting)
 
         explain()
         results["explain_30_tokens"] = timed(explain, max(3, args.repeats // 4), sync)
 
         def explain_beam():
-            model.explain(embedding, one, soft, extent, max_new_tokens=30, min_new_tokens=30, num_beams=3)
+            model.explain(embedding, one, soft, extent, max_new_tokens=30, min_new_tokens=30, num_beams=3,
+                          language_model=drafting)
 
         results["explain_30_tokens_beam3"] = timed(explain_beam, 3, sync)
 

@@ -51,7 +51,7 @@ def test_npe2_finds_the_manifest_of_the_installed_package():
 
     assert {s.key for s in contributions.sample_data} == {"landscape", "storm", *CEZANNE}
     assert set(contributions.configurations) == {"model", "annotation"}
-    assert set(contributions.configurations["model"].properties) == {"model", "device", "cache_folder"}
+    assert set(contributions.configurations["model"].properties) == {"model", "device", "precision", "cache_folder"}
     # every command names a real callable
     from npe2.manifest.utils import import_python_name
 

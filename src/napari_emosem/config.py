@@ -204,6 +204,8 @@ class Preset:
     build: Callable[[], EmoSEMConfig]
     #: one line for help texts and tooltips: what it is and when to use it
     about: str
+    #: a few words beside its name in lists ("tiny (for tests and toy data)"); "" for none
+    note: str = ""
 
 
 #: The model without learned weights (``napari_emosem.starter``); not an EmoSEM preset.
@@ -215,10 +217,12 @@ PRESETS: dict[str, Preset] = {
     "tiny": Preset(
         tiny_config,
         "a tiny EmoSEM with random weights, for tests and toy data only: on real paintings its drafts are noise",
+        "for tests and toy data",
     ),
     "vit_b": Preset(
         lambda: _sam("vit_b", 768, 12, 12, (2, 5, 8, 11)),
         "EmoSEM on SAM's ViT-B (375 MB download) and distilgpt2: the start for real paintings",
+        "SAM ViT-B, for real paintings",
     ),
     "vit_l": Preset(lambda: _sam("vit_l", 1024, 24, 16, (5, 11, 17, 23)), "EmoSEM on SAM's ViT-L (1.2 GB download)"),
     "vit_h": Preset(lambda: _sam("vit_h", 1280, 32, 16, (7, 15, 23, 31)), "EmoSEM on SAM's ViT-H (2.6 GB download)"),
@@ -234,6 +238,17 @@ DEFAULT_BASE = "vit_b"
 def about_model(name: str) -> str:
     """The one-line description of a model choice (``starter`` or a preset)."""
     return STARTER_ABOUT if name == STARTER else PRESETS[name].about
+
+
+def models_help() -> str:
+    """What a ``--model`` option accepts, for help texts."""
+    return ", ".join(model_label(name) for name in MODEL_CHOICES) + ", or a checkpoint folder"
+
+
+def model_label(name: str) -> str:
+    """A model choice with its note, for lists: ``tiny (for tests and toy data)``."""
+    note = PRESETS[name].note if name in PRESETS else ""
+    return f"{name} ({note})" if note else name
 
 
 def get_preset(name: str) -> EmoSEMConfig:

@@ -19,6 +19,7 @@ def load_predictor(
     cache=None,
     num_beams: int = 1,
     max_new_tokens: int | None = None,
+    precision: str = "fp32",
 ) -> Predictor:
     """Build the Predictor named by ``spec``.
 
@@ -26,17 +27,24 @@ def load_predictor(
       SAM checkpoint is cached or given, scikit-image regions otherwise);
     - ``"tiny"``, ``"vit_b"``, ``"vit_l"``, ``"vit_h"``: an EmoSEM preset (untrained prompt/adapter);
     - a folder: an EmoSEM checkpoint written by ``emosem train`` or the widget.
+
+    ``precision``: ``fp32`` (the reference, default here), ``bf16`` or ``auto`` (what
+    ``emosem propose`` and the annotator's setting default to), for EmoSEM on a CPU; see
+    :mod:`napari_emosem.precision`. The starter has no such choice.
     """
     from .devices import resolve_device
 
     spec_str = str(spec)
     if spec_str == STARTER:
         return _starter(sam_checkpoint, device)
+    from .precision import check_precision
+
+    check_precision(precision)  # before any loading: a typo costs nothing
     device = resolve_device(device)
     from .config import PRESETS, get_preset
     from .emosem_predictor import EmoSEMPredictor
 
-    common = dict(device=device, cache=cache, num_beams=num_beams, max_new_tokens=max_new_tokens)
+    common = dict(device=device, cache=cache, num_beams=num_beams, max_new_tokens=max_new_tokens, precision=precision)
     if spec_str in PRESETS:
         from .build import build_emosem
 

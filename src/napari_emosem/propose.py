@@ -79,11 +79,16 @@ def propose_paintings(
     overlays: bool = True,
     overwrite_reviewed: bool = False,
     on_painting: Callable[[Path, list[Proposal] | None, str | None], None] | None = None,
+    batch_size: int = 1,
+    num_workers: int | None = None,
 ) -> ProposeReport:
     """Propose ``emotions`` for each painting and write them into the dataset at ``out``.
 
     Only the proposed emotions' records are written (the painting's other records stay); a
     reviewed pair keeps its records unless ``overwrite_reviewed``.
+    ``batch_size`` > 1 (EmoSEM only) reads paintings in ``num_workers`` worker processes and
+    encodes and drafts them in batches (:mod:`napari_emosem.collection`); the records written
+    are the same.
     """
     from ._io import remove_stale_temp_files
     from .data import StimulusDataset
@@ -91,13 +96,22 @@ def propose_paintings(
     dataset = StimulusDataset.open(out, create=True)
     remove_stale_temp_files(dataset.root / OVERLAYS)  # what killed runs left; never a live writer's
     report = ProposeReport()
-    for path in map(Path, paths):
+    if batch_size > 1 and hasattr(predictor, "propose_batch"):
+        from .collection import batched_proposals
+
+        results = batched_proposals(
+            [Path(p) for p in paths], predictor, emotions, batch_size=batch_size, num_workers=num_workers
+        )
+    else:
+        results = _one_at_a_time(paths, predictor, emotions)
+    for path, image, proposals, error in results:
         try:
-            image = load_image(path)
+            if error is not None:
+                raise EmoSEMError(error)
             # Keep the original file's bytes unless reading changed its geometry (EXIF rotation)
             source = path if _stored_size(path) == image.shape[:2] else image
-            painting, proposals = _propose_into(
-                dataset, predictor, emotions, image, source, path.name, report,
+            painting = _write_drafts(
+                dataset, predictor, proposals, image, source, path.name, report,
                 overwrite_reviewed=overwrite_reviewed, overlays=overlays, where=str(path),
             )  # fmt: skip
         except EmoSEMError as exc:
@@ -171,8 +185,9 @@ def propose_pending(
     for index, (file_name, chosen) in enumerate(todo, start=1):
         try:
             image = dataset.image(file_name)
-            _, proposals = _propose_into(
-                dataset, predictor, chosen, image, None, file_name, report, overlays=overlays, where=file_name
+            proposals = _propose(predictor, image, chosen)
+            _write_drafts(
+                dataset, predictor, proposals, image, None, file_name, report, overlays=overlays, where=file_name
             )
         except EmoSEMError as exc:
             report.failed.append((file_name, str(exc)))
@@ -207,22 +222,26 @@ def propose_painting(
     if not chosen:
         return [], report
     pixels = dataset.image(found) if image is None else image
-    _, proposals = _propose_into(dataset, predictor, chosen, pixels, None, found.file_name, report, overlays=overlays,
-                                 where=found.file_name)  # fmt: skip
+    proposals = _propose(predictor, pixels, chosen)
+    _write_drafts(dataset, predictor, proposals, pixels, None, found.file_name, report, overlays=overlays,
+                  where=found.file_name)  # fmt: skip
     report.written.append(found.file_name)
     return proposals, report
 
 
-def _propose_into(
-    dataset, predictor: Predictor, emotions: Sequence[str], image, source, file_name: str,
+def _propose(predictor: Predictor, image, emotions: Sequence[str]) -> list[Proposal]:
+    predictor.set_image(image)
+    return predictor.propose(list(emotions), explain=True)
+
+
+def _write_drafts(
+    dataset, predictor: Predictor, proposals: list[Proposal], image, source, file_name: str,
     report: ProposeReport, *, overwrite_reviewed: bool = False, overlays: bool, where: str,
 ):  # fmt: skip
-    """Propose ``emotions`` on ``image`` and write the drafts as painting ``file_name`` (``source``:
-    the image to store, None for the dataset's own painting), then its overlay."""
+    """Write ``proposals`` (made on ``image``) as drafts of painting ``file_name`` (``source``: the
+    image to store, None for the dataset's own painting), then its overlay; returns the painting."""
     from .data import PaintingUpdate, Stimulus
 
-    predictor.set_image(image)
-    proposals = predictor.propose(list(emotions), explain=True)
     stimuli = [
         Stimulus(
             emotion=p.emotion,
@@ -248,7 +267,19 @@ def _propose_into(
             raise EmoSEMError(
                 f"{where}: written to the dataset, but not its overlay ({describe_os_error(exc)})"
             ) from None
-    return painting, proposals
+    return painting
+
+
+def _one_at_a_time(paths, predictor: Predictor, emotions):
+    for path in map(Path, paths):
+        try:
+            image = load_image(path)
+            predictor.set_image(image)
+            proposals = predictor.propose(emotions, explain=True)
+        except EmoSEMError as exc:
+            yield path, None, None, str(exc)
+            continue
+        yield path, image, proposals, None
 
 
 def _stored_size(path: Path) -> tuple[int, int] | None:

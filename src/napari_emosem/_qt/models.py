@@ -6,23 +6,20 @@ from pathlib import Path
 
 from ..checkpoint import CheckpointInfo, list_checkpoints, resolve_checkpoint_dir
 from ..errors import EmoSEMError
-from ..loading import MODEL_CHOICES
+from ..config import DEFAULT_BASE, MODEL_CHOICES, model_label
 
 #: the presets the Model list offers after the user's checkpoints (the core's one list)
 MODEL_PRESETS = MODEL_CHOICES
-#: presets Fine-tune can start from (starter has no trainable weights): vit_b first, the one that
-#: learns real paintings (tiny has random weights: it is for tests and toy data)
-FINETUNE_BASES = ("vit_b", "tiny")
-#: what a preset is, where the annotator offers it
-PRESET_NOTES = {"tiny": "for tests and toy data", "vit_b": "SAM ViT-B, for real paintings"}
+#: presets Fine-tune offers (starter has no trainable weights): the core's default base first, the
+#: one that learns real paintings, and tiny for toy data (the larger ViTs: by checkpoint folder)
+FINETUNE_BASES = (DEFAULT_BASE, "tiny")
 #: the Fine-tune epochs box's initial value (``TrainConfig``'s default; early stopping ends sooner)
 FINETUNE_EPOCHS = 20
 
 
 def preset_label(preset: str) -> str:
     """``tiny (for tests and toy data)``: a preset with what it is for, where there is a note."""
-    note = PRESET_NOTES.get(preset)
-    return f"{preset} ({note})" if note else preset
+    return model_label(preset)
 
 
 def user_checkpoints() -> list[CheckpointInfo]:

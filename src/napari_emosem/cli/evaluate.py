@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ..config import models_help
+
 DESCRIPTION = """\
 Compare predictions with a ground-truth stimulus dataset and print a table (overall and per
 emotion). Masks are scored by the APOLO protocol (min-max normalise the predicted map, resize
@@ -44,7 +46,7 @@ def register(subparsers) -> None:
     source.add_argument(
         "--model",
         metavar="MODEL",
-        help="starter, tiny, vit_b, vit_l, vit_h, or a checkpoint folder",
+        help=models_help(),
     )
     source.add_argument(
         "--predictions", metavar="PRED", help="dataset folder of predictions for the same paintings"

@@ -6,8 +6,10 @@ import os
 import sys
 from pathlib import Path
 
+from ..config import models_help
 from ..devices import DEVICES
 from ..errors import EmoSEMError
+from ..precision import PRECISIONS
 
 DEFAULT_OUT = "emosem-proposals"
 
@@ -44,10 +46,23 @@ def register(subparsers) -> None:
     p.add_argument(
         "--model",
         default="starter",
-        help="starter (cold start, default), tiny, vit_b, vit_l, vit_h, or a checkpoint folder",
+        help=models_help(),
     )
     p.add_argument("--out", default=DEFAULT_OUT, help=f"dataset folder to write (default: ./{DEFAULT_OUT})")
     p.add_argument("--device", default="auto", choices=DEVICES)
+    p.add_argument(
+        "--precision",
+        default="auto",
+        choices=PRECISIONS,
+        help="EmoSEM's arithmetic on a CPU: bf16 encoder/decoder and int8 language model where this "
+        "machine runs them faster (auto, measured once), always (bf16), or never (fp32)",
+    )
+    p.add_argument(
+        "--batch-size",
+        default="auto",
+        help="paintings per encoder call, read by worker processes, drafts batched across them "
+        "(EmoSEM; auto: by free GPU memory on CUDA, 1 on a CPU)",
+    )
     p.add_argument("--sam-checkpoint", default=None, help="local SAM .pth to use instead of the cached/downloaded one")
     p.add_argument("--lm", default=None, help="language model id or folder to use instead of the model's own")
     p.add_argument("--beams", type=int, default=1, help="beam width for explanations (1 = greedy)")
@@ -76,6 +91,7 @@ def run(args) -> int:
         raise EmoSEMError(
             f"--max-tokens {args.max_tokens}: give at least 1 (or leave it out for the model's own limit)"
         )
+    batch_size = _batch_size(args.batch_size)
     if args.pending and args.images:
         raise EmoSEMError("give IMAGES or --pending, not both (add new paintings with `emosem add` first)")
     if not args.pending and not args.images:
@@ -99,6 +115,7 @@ def run(args) -> int:
         language_model=args.lm,
         num_beams=args.beams,
         max_new_tokens=args.max_tokens,
+        precision=args.precision,
     )
     print(f"model: {predictor.description}", file=sys.stderr)
 
@@ -120,9 +137,13 @@ def run(args) -> int:
             show(step.file_name, step.proposals, step.error)
         what = f"{len(report.written)} open painting(s) of {out}"
     else:
+        if batch_size is None:
+            from ..collection import auto_batch_size
+
+            batch_size = auto_batch_size(getattr(predictor, "device", "cpu"))
         report = propose_paintings(
-            paths, predictor, emotions, out, overlays=not args.no_overlay,
-            overwrite_reviewed=args.overwrite_reviewed, on_painting=lambda path, p, e: show(str(path), p, e),
+            paths, predictor, emotions, out, overlays=not args.no_overlay, overwrite_reviewed=args.overwrite_reviewed,
+            on_painting=lambda path, p, e: show(str(path), p, e), batch_size=batch_size,
         )  # fmt: skip
         what = f"{len(report.written)} painting(s) × {len(emotions)} emotion(s) to {out}"
     print(f"wrote {what}" + (f"; {len(report.failed)} failed" if report.failed else ""), file=sys.stderr)
@@ -154,6 +175,19 @@ def _pending(args, rank: int, world: int):
     if not todo:
         print(f"nothing to propose: every painting of {dataset.root} is done or skipped", file=sys.stderr)
     return dataset, todo
+
+
+def _batch_size(value: str) -> int | None:
+    """--batch-size as a number, or None for auto."""
+    if value == "auto":
+        return None
+    try:
+        size = int(value)
+    except ValueError:
+        size = 0
+    if size < 1:
+        raise EmoSEMError(f"--batch-size must be 'auto' or a positive number, not {value!r}")
+    return size
 
 
 def _view(out: Path, args) -> None:

@@ -7,6 +7,7 @@ import os
 import sys
 from pathlib import Path
 
+from ..config import models_help
 from ..devices import DEVICES
 from ..errors import EmoSEMError
 
@@ -26,10 +27,7 @@ def register(subparsers) -> None:
     parser.add_argument(
         "--model",
         default=None,
-        help=(
-            "starter, vit_b, vit_l, vit_h, tiny (random weights: for tests and toy data) or a checkpoint "
-            "folder (default: the annotator's setting)"
-        ),
+        help=models_help() + " (default: the annotator's setting)",
     )
     parser.add_argument("--device", default=None, choices=DEVICES, help="where the model runs")
     parser.add_argument("--painting", default=None, help="which painting of a dataset to open (file name or id)")

@@ -202,8 +202,14 @@ class EmoSEM(nn.Module):
         num_beams: int = 1,
         no_repeat_ngram_size: int | None = None,
         min_new_tokens: int = 0,
+        language_model: nn.Module | None = None,
     ) -> list[str]:
-        """Write one explanation per pair: greedy (num_beams=1) or beam search, with the KV cache."""
+        """Write one explanation per pair: greedy (num_beams=1) or beam search, with the KV cache.
+
+        All pairs are drafted in one batched ``generate`` call. ``language_model``: a drafting
+        copy of the LM to generate with (e.g. its int8 form on a CPU); the prefix still comes
+        from this model's own word embeddings.
+        """
         prefix = self.prefix(embeddings, emotion_ids, masks, extent, image_index)
         tok = self.tokenizer
         limit = max_new_tokens or self.config.language.max_new_tokens
@@ -213,12 +219,13 @@ class EmoSEM(nn.Module):
             # generate() notes that n-gram blocking ignores the prompt: here the prompt is the
             # prefix (embeddings, no tokens), so that is exactly what we want
             warnings.filterwarnings("ignore", message=".*no_repeat_ngram_size.*")
-            out = self._generate(prefix, limit, num_beams, no_repeat_ngram_size, min_new_tokens)
+            out = self._generate(language_model or self.language_model, prefix, limit, num_beams,
+                                 no_repeat_ngram_size, min_new_tokens)
         return [_clean(t) for t in tok.batch_decode(out, skip_special_tokens=True)]
 
-    def _generate(self, prefix, limit, num_beams, no_repeat_ngram_size, min_new_tokens):
+    def _generate(self, lm, prefix, limit, num_beams, no_repeat_ngram_size, min_new_tokens):
         tok = self.tokenizer
-        return self.language_model.generate(
+        return lm.generate(
             min_new_tokens=min_new_tokens,
             inputs_embeds=prefix,
             attention_mask=torch.ones(prefix.shape[:2], dtype=torch.long, device=prefix.device),

@@ -119,3 +119,66 @@ def _pretrained_lm(name: str):
 def _first_line(exc: Exception) -> str:
     text = str(exc).strip().splitlines()
     return text[0] if text else type(exc).__name__
+
+
+# Drafting on a CPU ---------------------------------------------------------------------------
+# Greedy decoding reads every weight of the LM for every token (GPT-2: 500 MB in float32), so on a
+# CPU drafting is bound by memory traffic, not arithmetic. Dynamic int8 stores the linear layers'
+# weights in a quarter of the bytes and quantises each step's activations on the fly.
+
+
+def int8_available() -> bool:
+    """Whether torch has an int8 kernel engine for this CPU (fbgemm/x86 on x86-64, qnnpack on ARM)."""
+    import torch
+
+    engines = set(torch.backends.quantized.supported_engines) - {"none"}
+    return bool(engines)
+
+
+def quantize_linear_layers(module, *, inplace: bool = False):
+    """``module`` (a copy unless ``inplace``) with its ``nn.Linear`` layers in dynamic int8,
+    weights quantised per output channel.
+
+    torch.ao.quantization's eager ``quantize_dynamic`` is deprecated in favour of torchao, but it
+    is what torch itself ships for x86 and ARM CPUs (fbgemm/qnnpack kernels) and needs no extra
+    package; its deprecation warnings are silenced here.
+    """
+    import warnings
+
+    import torch
+    from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore", UserWarning)
+        return quantize_dynamic(
+            module, {torch.nn.Linear: per_channel_dynamic_qconfig}, dtype=torch.qint8, inplace=inplace
+        )
+
+
+def int8_language_model(lm):
+    """A drafting copy of ``lm`` with every linear layer in dynamic int8; ``lm`` is untouched.
+
+    GPT-2 keeps its attention and MLP weights in transformers' ``Conv1D`` (a linear layer with the
+    weight transposed): those become ``nn.Linear`` first so that they are quantised too. The word
+    embeddings are shared with ``lm``, not copied (a lookup reads one row per token); the output
+    layer, tied to them in GPT-2, gets its own int8 copy.
+    """
+    import copy
+
+    import torch
+    from torch import nn
+    from transformers.pytorch_utils import Conv1D
+
+    memo = {id(p): p for p in lm.get_input_embeddings().parameters()}
+    drafting = copy.deepcopy(lm, memo)
+    with torch.no_grad():
+        for parent in list(drafting.modules()):
+            for name, child in list(parent.named_children()):
+                if isinstance(child, Conv1D):
+                    n_in, n_out = child.weight.shape
+                    linear = nn.Linear(n_in, n_out)
+                    linear.weight.copy_(child.weight.t())
+                    linear.bias.copy_(child.bias)
+                    setattr(parent, name, linear)
+    return quantize_linear_layers(drafting, inplace=True).eval()

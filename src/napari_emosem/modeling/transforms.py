@@ -7,6 +7,7 @@ logits come back out at the painting's own resolution.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -87,8 +88,26 @@ def mask_to_lowres(mask: np.ndarray, geometry: Geometry, lowres: int) -> torch.T
 
 
 def lowres_to_painting(logits: torch.Tensor, geometry: Geometry) -> torch.Tensor:
-    """SAM's postprocess_masks: (N, 1, 4h, 4w) low-res logits -> (N, 1, H, W) at the painting's size."""
+    """SAM's postprocess_masks: (N, 1, 4h, 4w) low-res logits -> (N, 1, H, W) at the painting's size.
+
+    SAM upsamples the whole padded frame, crops the painting and resizes it to its own size. Here
+    only the low-res rows and columns the painting's part of the frame reads are upsampled (the
+    same source pixels and weights, so the same values), and the resize is skipped when the
+    painting already has the input's size (a bilinear resize to the same size is a copy).
+    """
     s = geometry.img_size
-    x = F.interpolate(logits, (s, s), mode="bilinear", align_corners=False)
-    x = x[..., : geometry.input_size[0], : geometry.input_size[1]]
+    h, w = geometry.input_size
+    lowres_h, lowres_w = logits.shape[-2:]
+    # every output row y < h reads low-res rows floor((y + 0.5)·lowres/s - 0.5) and the one after
+    rows = min(lowres_h, math.ceil(h * lowres_h / s) + 1)
+    cols = min(lowres_w, math.ceil(w * lowres_w / s) + 1)
+    x = F.interpolate(
+        logits[..., :rows, :cols],
+        scale_factor=(s / lowres_h, s / lowres_w),
+        mode="bilinear",
+        align_corners=False,
+        recompute_scale_factor=False,
+    )[..., :h, :w]
+    if (h, w) == tuple(geometry.original_size):
+        return x
     return F.interpolate(x, tuple(geometry.original_size), mode="bilinear", align_corners=False)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -11,22 +10,25 @@ from typing import Any
 
 from psygnal import Signal, SignalGroup
 
-from ...checkpoint import CheckpointInfo, is_checkpoint, read_checkpoint, resolve_checkpoint_dir
+from ...checkpoint import CheckpointInfo
 from ...errors import EmoSEMError
 from .base import Failed, Job, limit_torch_threads, prepare_worker_thread
 
 
 @dataclass(frozen=True)
 class TrainStep:
-    """Progress of a fine-tuning run: one per preparation, training or validation step."""
+    """Progress of a fine-tuning run: one per training event of the core."""
 
+    #: the event in words (:func:`napari_emosem.reporting.progress_line`)
     message: str
-    #: "start" (``run_dir`` known), "message", "prepare", "validate", "train", "epoch"
+    #: the core's stage: "data" (``message`` says what is trained on, ``run_dir`` where),
+    #: "message", "prepare", "validate", "metrics", "train", "epoch"
     stage: str
     epoch: int = 0
     epochs: int = 0
-    step: int = 0
-    steps: int = 0
+    #: progress over the whole run: preparation, training, validation drafts and their metrics
+    done: int = 0
+    total: int = 0
     #: validation metrics (on "epoch" steps)
     metrics: dict = field(default_factory=dict)
     run_dir: str = ""
@@ -61,8 +63,8 @@ class FineTuneJob(Job):
     """Train ``base`` (a preset or a checkpoint folder) on ``datasets`` into the user's checkpoints.
 
     One :class:`TrainStep` per training event, so Cancel stops after the current step; finished
-    epochs are already saved. The run folder comes first (a "start" step), so that a cancelled
-    run's best epoch can be listed. ``options`` are further
+    epochs are already saved. The run folder comes first (the core's "data" event), so that a
+    cancelled run's best epoch can be listed. ``options`` are further
     :class:`~napari_emosem.training.TrainConfig` fields.
     """
 
@@ -96,44 +98,37 @@ class FineTuneJob(Job):
         start = time.perf_counter()
         try:
             prepare_worker_thread()
-            from ...finetune import default_run_dir, fine_tune  # imports torch: only ever in the worker
+            from ...finetune import fine_tune  # imports torch: only ever in the worker
+            from ...reporting import plural, progress_line
             from ...training import TrainConfig
 
             limit_torch_threads()
-            if self.include_unreviewed and "include_unreviewed" not in inspect.signature(fine_tune).parameters:
-                return Failed("this version cannot train on unreviewed drafts: untick 'include unreviewed drafts'")
             config = TrainConfig(epochs=self.epochs, **self.options)
-            run_dir = default_run_dir(_run_name(self.base))
-            what = f"fine-tuning {Path(self.base).name} for {config.epochs} epochs"
-            yield TrainStep(what, "start", run_dir=str(run_dir))
             result = None
-            events = fine_tune(
-                self.datasets, self.base, run_dir=run_dir, config=config, device=self.device, **self._core_options()
-            )
+            events = fine_tune(self.datasets, self.base, config=config, device=self.device, **self._core_options())
             for event in events:
                 if event.stage == "done":
                     result = event.metrics["result"]
                     continue
                 yield TrainStep(
-                    describe_event(event), event.stage, event.epoch, event.epochs, event.step, event.steps,
-                    dict(event.metrics),
+                    progress_line(event), event.stage, event.epoch, event.epochs, event.done, event.total,
+                    dict(event.metrics), event.run_dir,
                 )
         except EmoSEMError as exc:
             return Failed(str(exc))
         if result is None or result.checkpoint is None:
-            return Failed(f"fine-tuning ended without a checkpoint (no epoch finished); see {run_dir}")
-        pairs = (result.checkpoint.metadata.get("training") or {}).get("pairs")
-        runs = result.epochs_run
+            return Failed(f"fine-tuning ended without a checkpoint (no epoch finished); see {self.run_dir}")
+        pairs = (result.checkpoint.metadata.get("training") or {}).get("pairs") or 0
         return Trained(
-            message=f"fine-tuned on {pairs} pairs in {runs} epoch{'s' if runs != 1 else ''}"
+            message=f"fine-tuned on {plural(pairs, 'pair')} in {plural(result.epochs_run, 'epoch')}"
             + (" (stopped early: validation stopped improving)" if result.stopped_early else ""),
             checkpoint=result.checkpoint,
             before=dict(result.before),
             after=dict(result.after),
-            epochs_run=runs,
+            epochs_run=result.epochs_run,
             stopped_early=result.stopped_early,
             seconds=time.perf_counter() - start,
-            run_dir=str(run_dir),
+            run_dir=self.run_dir,
         )
 
     def _core_options(self) -> dict[str, Any]:
@@ -146,47 +141,16 @@ class FineTuneJob(Job):
         return options
 
     def on_step(self, step: TrainStep) -> None:
-        if step.stage == "message" and step.message.startswith("training"):
-            self.events.training_data.emit(step.message)
-        if step.stage == "start":
+        if step.stage == "data":
             self.run_dir = step.run_dir
-        elif step.stage == "train":
-            total = step.epochs * step.steps
-            done = (step.epoch - 1) * step.steps + step.step
-            what = f"epoch {step.epoch}/{step.epochs}"
-            self.report(done, total, f"EmoSEM: fine-tune, {what}", dock_format=f"{what}: %p%")
+            self.events.training_data.emit(step.message)
         elif step.stage == "epoch":
             self.epochs_done = step.epoch
-        elif step.stage in ("prepare", "validate") and self.bar is not None:
-            doing = "preparing paintings" if step.stage == "prepare" else "validating"
-            self.report(self.bar.n, self.bar.total, f"EmoSEM: fine-tune, {doing}")
+        if step.total:
+            self.report(step.done, step.total, f"EmoSEM: fine-tune, {step.message}", dock_format=f"{step.message}: %p%")
 
     def on_done(self, result: Trained) -> None:
         self.events.trained.emit(result)
 
     def on_cancelled(self) -> None:
         self.events.cancelled.emit(self.run_dir, self.epochs_done)
-
-
-def _run_name(base: str) -> str:
-    """A run is named after its base: the preset, or the checkpoint's id."""
-    return read_checkpoint(base).id if is_checkpoint(resolve_checkpoint_dir(base)) else base
-
-
-def describe_event(event) -> str:
-    """One progress line for a training event (the status line under the dock)."""
-    if event.stage == "train":
-        loss = event.losses.get("loss")
-        return f"epoch {event.epoch}/{event.epochs}, step {event.step}/{event.steps}" + (
-            f", loss {loss:.3f}" if loss is not None else ""
-        )
-    if event.stage == "validate":
-        when = "before training" if event.epoch == 0 else f"epoch {event.epoch}/{event.epochs}"
-        return f"validating ({when}): painting {event.step}/{event.steps}"
-    if event.stage == "prepare":
-        return f"{event.message or 'preparing paintings'} {event.step}/{event.steps}"
-    if event.stage == "epoch":
-        miou = event.metrics.get("miou")
-        done = f"epoch {event.epoch}/{event.epochs} done"
-        return done + (f": validation mIoU {miou:.3f}" if miou is not None else "")
-    return event.message

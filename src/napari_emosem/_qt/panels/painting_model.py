@@ -6,6 +6,7 @@ from qtpy.QtCore import QSignalBlocker, Qt
 from qtpy.QtWidgets import QComboBox, QFileDialog, QFormLayout, QHBoxLayout, QPushButton, QSizePolicy, QWidget
 
 from ...checkpoint import read_checkpoint
+from ...config import about_model
 from ...devices import DEVICES
 from ...errors import EmoSEMError
 from ..checkpoints import choice_label
@@ -93,6 +94,7 @@ class PaintingModelPanel(QWidget):
                 self.model_combo.setItemData(self.model_combo.count() - 1, f"{info.label}\n{info.path}", Qt.ToolTipRole)
             for preset in MODEL_PRESETS:
                 self.model_combo.addItem(preset_label(preset), preset)
+                self.model_combo.setItemData(self.model_combo.count() - 1, about_model(preset), Qt.ToolTipRole)
             self._select(self.controller.model_spec)
 
     @property
