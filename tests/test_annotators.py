@@ -312,3 +312,13 @@ def test_consensus_maps_pixel_for_pixel_through_export(merged, tmp_path):
             assert ann["annotators"] == sorted(v) and not ann["adjudicated"]
             assert texts(i, emotion, v) <= set(ann["explanations"])
     assert emosem(["export", str(root), "--format", "png", "--consensus", "--out", str(tmp_path / "png")]) == 2
+
+
+def test_the_consensus_of_the_others_for_the_human_ceiling(merged):
+    root, _, _ = merged
+    pair = StimulusDataset.open(root).pair("p2.png", "awe")
+    v = votes(2, "awe")
+    for name in v:
+        others = [m for n, m in v.items() if n != name]
+        expected = sum(m.astype(np.float32) for m in others) / np.float32(len(others))
+        assert np.array_equal(pair.consensus_map(without=name), expected)

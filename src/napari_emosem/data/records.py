@@ -400,12 +400,14 @@ class PairRecords:
         votes = [Vote(v.slot.label, None if v.no_stimulus else v.mask) for v in self.votes]
         return PairVotes(self.painting.file_name, self.emotion, votes)
 
-    def consensus_map(self) -> np.ndarray | None:
+    def consensus_map(self, without: str | None = None) -> np.ndarray | None:
         """float32 (H, W) in [0, 1]: per pixel, the fraction of the votes that mark it (a *no
-        stimulus* vote marks none); None when the pair has no vote."""
+        stimulus* vote marks none); None when the pair has no vote. ``without``: leave that
+        annotator's vote out (the consensus of the others, e.g. to score each annotator against
+        it: the human ceiling)."""
         from ..annotators.consensus import consensus_map
 
-        votes = self.votes
+        votes = [v for v in self.votes if without is None or v.slot.label != without]
         if not votes:
             return None
         return consensus_map([None if v.no_stimulus else v.mask for v in votes], self.painting.shape)
