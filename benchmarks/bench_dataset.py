@@ -70,7 +70,9 @@ def main() -> None:
         for i, n in enumerate(per_painting):
             emotions = rng.choice(EMOTIONS, size=int(n), replace=False)
             stimuli = [
-                Stimulus(str(e), masks[int(rng.integers(64))], [f"explanation {k} of pair {i}/{e} " * 3 for k in range(5)])
+                Stimulus(
+                    str(e), masks[int(rng.integers(64))], [f"explanation {k} of pair {i}/{e} " * 3 for k in range(5)]
+                )
                 for e in emotions
             ]
             batch.append(PaintingUpdate(templates[i % len(templates)], f"painting-{i:05d}.jpg", stimuli))

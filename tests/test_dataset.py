@@ -303,8 +303,10 @@ def test_foreign_coco_file_with_minimal_fields_loads(tmp_path):
         "categories": [{"id": 42, "name": "fear"}, {"id": 3, "name": "Awe"}, {"id": 5, "name": "sadness"}],
         "annotations": [
             {"id": 1, "image_id": 7, "category_id": 42, "segmentation": compressed, "explanation": "a"},
-            {"id": 2, "image_id": 7, "category_id": 3, "segmentation": {"size": [40, 50], "counts": runs}, "explanation": "b"},
-            {"id": 3, "image_id": 7, "category_id": 5, "segmentation": [[0, 0, 10, 0, 10, 10, 0, 10]], "explanation": "c"},
+            {"id": 2, "image_id": 7, "category_id": 3, "segmentation": {"size": [40, 50], "counts": runs},
+             "explanation": "b"},
+            {"id": 3, "image_id": 7, "category_id": 5, "segmentation": [[0, 0, 10, 0, 10, 10, 0, 10]],
+             "explanation": "c"},
         ],
     }
     (root / "annotations.json").write_text(json.dumps(doc))
@@ -449,7 +451,9 @@ def test_a_proposal_never_replaces_reviewed_records_unless_asked(ds):
     assert after["amusement"].source == "model:m2"  # a new emotion is added
     assert StimulusDataset.open(ds.root).stimulus("a.png", "fear").explanations == ["a person drew this"]
 
-    report = ds.write_paintings([PaintingUpdate(image, "a.png", proposals[:1], records="merge", overwrite_reviewed=True)])
+    report = ds.write_paintings(
+        [PaintingUpdate(image, "a.png", proposals[:1], records="merge", overwrite_reviewed=True)]
+    )
     assert report.replaced_reviewed == [("a.png", "fear")] and report.kept_reviewed == []
     assert ds.stimulus("a.png", "fear").explanations == ["draft 9"]
     assert ds.stimulus("a.png", "awe").no_stimulus  # merge: the others stay
@@ -471,7 +475,9 @@ def test_new_pixels_do_not_silently_drop_reviewed_records(ds):
     with pytest.raises(DatasetError, match=r"reviewed records \(fear\) describe the old pixels"):
         ds.write_painting(rgb(seed=1), "a.png", [_draft("fear", 2)], replace=True, records="merge")
     assert np.array_equal(ds.image("a.png"), rgb(seed=0))
-    report_painting = ds.write_painting(rgb(seed=1), "a.png", [_draft("fear", 2)], replace=True, overwrite_reviewed=True)
+    report_painting = ds.write_painting(
+        rgb(seed=1), "a.png", [_draft("fear", 2)], replace=True, overwrite_reviewed=True
+    )
     assert report_painting.file_name == "a.png"
     assert [s.explanations for s in ds.stimuli("a.png")] == [["draft 2"]]
 
@@ -500,7 +506,10 @@ def test_files_follow_the_umask_and_a_replaced_file_keeps_its_mode(tmp_path):
     try:
         ds = StimulusDataset.open(tmp_path / "ds", create=True)
         ds.write_painting(rgb(), "a.png", [Stimulus("fear", explanations=["x"])])
-        mode = lambda p: stat.S_IMODE(os.stat(p).st_mode)
+
+        def mode(p):
+            return stat.S_IMODE(os.stat(p).st_mode)
+
         assert mode(ds.root / "annotations.json") == 0o664
         assert mode(ds.root / "images" / "a.png") == 0o664
         assert mode(ds.root / "images") == 0o775

@@ -147,7 +147,7 @@ def test_process_killed_mid_write_leaves_a_readable_dataset(tmp_path):
     for i in range(40):
         base.write_painting(image(i), f"base{i}.png", [Stimulus("fear", mask(i), ["y" * 3000])])
     killed_mid_write = False
-    for attempt in range(5):
+    for _attempt in range(5):
         child = CTX.Process(target=_slow_writer, args=(str(root),))
         child.start()
         deadline = time.monotonic() + 120  # a safety net against a hung child, not a measurement

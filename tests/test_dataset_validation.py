@@ -75,21 +75,27 @@ def test_a_good_file_opens(tmp_path):
         # missing image file
         ([{"id": 1, "file_name": "gone.png", "width": W, "height": H}], [], None, "images/gone.png is missing"),
         # declared size differs from the file's header
-        ([{"id": 1, "file_name": "a.png", "width": W + 1, "height": H}], [], None, "is 40 × 30 px but the file says 41 × 30"),
+        ([{"id": 1, "file_name": "a.png", "width": W + 1, "height": H}], [], None,
+         "is 40 × 30 px but the file says 41 × 30"),
         # mask size differs from the image size
-        (good_images(), [ann(1, mask=np.zeros((H, W + 2), bool))], None, "mask size 42 × 30 differs from the image size 40 × 30"),
+        (good_images(), [ann(1, mask=np.zeros((H, W + 2), bool))], None,
+         "mask size 42 × 30 differs from the image size 40 × 30"),
         # unknown emotion
         (good_images(), [], [{"id": 1, "name": "joy"}], "unknown emotion 'joy'"),
         # duplicate ids
-        (good_images() + [{"id": 1, "file_name": "b.png", "width": W, "height": H}], [], None, "image id 1: duplicate image id"),
+        (good_images() + [{"id": 1, "file_name": "b.png", "width": W, "height": H}], [], None,
+         "image id 1: duplicate image id"),
         (good_images(), [ann(1), ann(1, 2)], None, "annotation id 1: duplicate annotation id"),
-        (good_images(), [], [{"id": 1, "name": "fear"}, {"id": 1, "name": "awe"}], "category id 1: duplicate category id"),
+        (good_images(), [], [{"id": 1, "name": "fear"}, {"id": 1, "name": "awe"}],
+         "category id 1: duplicate category id"),
         # references to missing records
         (good_images(), [ann(1, image_id=99)], None, "image_id 99 is not in 'images'"),
         (good_images(), [ann(1, category_id=77)], None, "category_id 77 is not in 'categories'"),
         # undecodable RLE
-        (good_images(), [dict(ann(1), segmentation={"size": [H, W], "counts": "not RLE \x7f"})], None, "undecodable segmentation"),
-        (good_images(), [dict(ann(1), segmentation={"size": [H, W], "counts": [5, 10]})], None, "RLE runs cover 15 pixels"),
+        (good_images(), [dict(ann(1), segmentation={"size": [H, W], "counts": "not RLE \x7f"})], None,
+         "undecodable segmentation"),
+        (good_images(), [dict(ann(1), segmentation={"size": [H, W], "counts": [5, 10]})], None,
+         "RLE runs cover 15 pixels"),
         (good_images(), [dict(ann(1), segmentation={"size": [H, W], "counts": "PP"})], None, "truncated"),
         (good_images(), [dict(ann(1), segmentation={"size": [H, W], "counts": [H * W + 5, -5]})], None, "negative run"),
         # file names escaping the folder

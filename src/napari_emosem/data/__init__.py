@@ -4,7 +4,7 @@ See ``docs/dataset-format.md`` for the format.
 """
 
 from .dataset import Compaction, PaintingUpdate, StimulusDataset, WriteReport
-from .records import PairRecords, Painting, Slot, Stimulus
+from .records import Painting, PairRecords, Slot, Stimulus
 from .validate import FORMAT_NAME, FORMAT_VERSION
 
 __all__ = [

@@ -402,7 +402,10 @@ def _read_map(path: Path, height: int, width: int) -> tuple[np.ndarray | None, s
         array = np.load(path, allow_pickle=False, mmap_mode="r")
     except ValueError as exc:
         if "allow_pickle" in str(exc) or "Python objects" in str(exc):
-            return None, "a pickled object array; re-save it as a plain numeric array (pickles can run code, so they are not read)"
+            return None, (
+                "a pickled object array; re-save it as a plain numeric array "
+                "(pickles can run code, so they are not read)"
+            )
         return None, f"not a .npy array ({str(exc).splitlines()[0][:120]})"
     except OSError as exc:
         return None, f"cannot be read ({exc.strerror or exc})"
