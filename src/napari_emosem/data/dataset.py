@@ -7,7 +7,8 @@ One :class:`StimulusDataset` API serves the plugin, ``propose``, ``train`` and `
     for painting, stimulus in ds.pairs(with_masks_only=True):
         ...
 
-Opening validates the whole file and the journal lines written since it (see :mod:`.validate`).
+Opening validates the whole file and the journal lines written since it (see :mod:`.validate`);
+the checked parse of a large dataset is cached under the hash of its bytes (:mod:`.parse_cache`).
 Writing upserts paintings under a cross-process lock, catching up with the file first, so
 concurrent writers never lose each other's paintings. Each write appends one line to the journal
 (O(the paintings written), crash-safe: see :mod:`.store`); when the journal has grown enough (see
@@ -51,6 +52,7 @@ from ..image_io import (
     to_rgb_uint8,
 )
 from . import store
+from .parse_cache import CachedParse, JournalPrefix, ParseCache
 from .records import (
     ANNOTATION_FIELDS,
     DRAFT,
@@ -86,6 +88,8 @@ RECORD_MODES = ("exact", "merge")
 #: Version of :meth:`StimulusDataset.content_hash`'s recipe (not the file format's: a dataset of
 #: format 1 read by this version hashes as it did)
 HASH_SCHEME = 1
+#: :meth:`StimulusDataset.open`'s parse cache: in the user cache folder, looked up when used
+DEFAULT_PARSE_CACHE = ParseCache()
 
 
 @dataclass
@@ -229,9 +233,12 @@ class StimulusDataset:
 
     def __init__(
         self, root: Path, document: Document, *, lock_timeout: float, disk: _DiskState | None,
-        compaction: Compaction = Compaction(),
+        compaction: Compaction = Compaction(), parse_cache: ParseCache | None = None,
     ):  # fmt: skip
         self._root = root
+        self._parse_cache = parse_cache
+        #: whether the last read of annotations.json came from the parse cache
+        self._from_cache = False
         self._doc = document
         self._disk = disk
         self._lock_timeout = lock_timeout
@@ -253,13 +260,17 @@ class StimulusDataset:
         create: bool = False,
         lock_timeout: float = store.DEFAULT_LOCK_TIMEOUT,
         compaction: Compaction = Compaction(),
+        parse_cache: ParseCache | None = DEFAULT_PARSE_CACHE,
     ) -> StimulusDataset:
         """Open the dataset in folder ``root`` (or the folder of an ``annotations.json`` path).
 
         Everything is validated; problems raise one :class:`DatasetError` listing all of them.
         With ``create=True`` a folder without ``annotations.json`` opens as an empty dataset
         (the folder is created; the file is written by the first write). ``compaction`` says when
-        writes fold the journal into ``annotations.json``.
+        writes fold the journal into ``annotations.json``. ``parse_cache`` keeps the checked parse
+        of a large dataset in the user cache folder, so that opening it again unchanged skips
+        reading and checking its records (see :mod:`.parse_cache`; image files are checked each
+        time); None: never.
         """
         root = Path(root).expanduser()
         if root.name == store.ANNOTATIONS and root.is_file():
@@ -273,7 +284,9 @@ class StimulusDataset:
             )
         if create:
             check_writable_dir(root)
-        dataset = cls(root, Document(), lock_timeout=lock_timeout, disk=None, compaction=compaction)
+        dataset = cls(
+            root, Document(), lock_timeout=lock_timeout, disk=None, compaction=compaction, parse_cache=parse_cache
+        )
         dataset._header_cache.load(root)
         found = dataset._load_from_disk(check_images=True)
         if not found and not create:
@@ -294,28 +307,55 @@ class StimulusDataset:
 
     def _load(self, *, check_images: bool) -> bool:
         path = store.annotations_path(self._root)
+        cache = self._parse_cache
         attempts = 5
         for attempt in range(attempts):
             snapshot = _stat(path)
-            text = store.read_text(self._root)
-            if text is None:
-                self._doc, self._disk, self._pending = Document(), None, {}
+            data = store.read_bytes(self._root)
+            if data is None:
+                self._doc, self._disk, self._pending, self._from_cache = Document(), None, {}, False
                 return False
-            obj = parse_json_text(text, path)
-            info = obj.get("info") if isinstance(obj, dict) else None
-            snapshot_id = info.get("write_id") if isinstance(info, dict) else None
+            # what the reader makes of the files depends on their bytes alone: the parse cache
+            # holds it under the hash of annotations.json, for a journal that begins as it did
+            digest = None if cache is None else hashlib.sha256(data).hexdigest()
+            cached = None if digest is None else cache.load(self._root, digest)
+            if cached is not None:
+                journal_data, journal_ino = store.read_journal_bytes(self._root)
+                if not cached.journal.matches(journal_data):
+                    cached = None
+            if cached is None:
+                obj = parse_json_text(store.decode(data, path), path)
+                info = obj.get("info") if isinstance(obj, dict) else None
+                snapshot_id = info.get("write_id") if isinstance(info, dict) else None
+                journal_data, journal_ino = store.read_journal_bytes(self._root)
+                known = JournalPrefix()
+            else:
+                snapshot_id, known = cached.document.snapshot_id, cached.journal
+            snapshot_bytes = len(data)
+            del data
             try:
-                journal = store.read_journal(self._root)
+                # the lines after those the cache holds (all of them without one), checked
+                journal = store.parse_journal(
+                    self._root, journal_data[known.end :], journal_ino, known.end, known.lines + 1
+                )
                 current = [e for e in journal.entries if snapshot_id and e.snapshot == snapshot_id]
-                pending = store.pending_images(self._root, current)
+                lines = known.then(journal.end, journal.entries, current)
+                pending = store.pending_images(self._root, lines.moves)
                 # the journal's paintings' image files are checked once it is replayed: a line
                 # may delete a file that an earlier line or the snapshot names
-                later = {p["image"].get("id") for e in current for p in e.paintings if isinstance(p, dict)
-                         and isinstance(p.get("image"), dict)} | {i for e in current for i in e.removed}  # fmt: skip
-                doc = parse_document(
-                    obj, self._root, check_images=check_images, header_cache=self._header_cache,
-                    pending=pending, later=later,
-                )  # fmt: skip
+                later = set(lines.written) | set(lines.removed)
+                if cached is None:
+                    doc = parse_document(
+                        obj, self._root, check_images=check_images, header_cache=self._header_cache,
+                        pending=pending, later=later,
+                    )  # fmt: skip
+                else:
+                    doc = cached.document
+                    if check_images:  # what parse_document checks besides the JSON: every time
+                        check_image_files(
+                            doc, self._root, [i for i in doc.paintings if i not in later],
+                            header_cache=self._header_cache, pending=pending, file=store.ANNOTATIONS,
+                        )  # fmt: skip
                 self._replay(doc, current)
                 if check_images:
                     check_image_files(doc, self._root, later, header_cache=self._header_cache, pending=pending)
@@ -326,13 +366,18 @@ class StimulusDataset:
                 raise
             if _stat(path) != snapshot and attempt < attempts - 1:
                 continue  # compacted while we read: the journal may belong to the new snapshot
-            self._doc, self._pending = doc, pending
+            self._doc, self._pending, self._from_cache = doc, pending, cached is not None
             self._disk = _DiskState(
-                snapshot, journal.ino, journal.end, len(journal.entries), current[-1] if current else None,
-                stale=len(current) != len(journal.entries),
+                snapshot, journal.ino, journal.end, lines.lines, lines.last, stale=lines.stale
             )  # fmt: skip
             if check_images:
                 self._header_cache.save(self._root, doc.index.by_name)
+                # kept when new, and again once a megabyte of journal has been read past it (not
+                # while a writer holds the lock: check_images=False)
+                if cache is not None and snapshot_bytes + journal.end >= cache.min_bytes and (
+                    cached is None or journal.end - known.end >= cache.min_bytes
+                ):
+                    cache.save(self._root, digest, CachedParse(doc, lines.sealed(journal_data)))
             return True
         raise AssertionError("unreachable")  # pragma: no cover
 

@@ -89,15 +89,25 @@ def write_lock(root: Path, timeout: float = DEFAULT_LOCK_TIMEOUT) -> Iterator[No
 
 def read_text(root: Path) -> str | None:
     """The text of ``annotations.json``, or None when there is none."""
+    data = read_bytes(root)
+    return None if data is None else decode(data, annotations_path(root))
+
+
+def read_bytes(root: Path) -> bytes | None:
+    """The bytes of ``annotations.json``, or None when there is none."""
     path = annotations_path(root)
     try:
-        data = path.read_bytes()
+        return path.read_bytes()
     except FileNotFoundError:
         return None
     except IsADirectoryError:
         raise DatasetError(f"{path} is a folder; it must be the dataset's JSON file") from None
     except OSError as exc:
         raise DatasetError(f"{path}: cannot read it ({exc.strerror or exc})") from None
+
+
+def decode(data: bytes, path: Path) -> str:
+    """The text of ``annotations.json`` read as ``data``."""
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -204,8 +214,6 @@ def read_journal(root: Path, start: int = 0, first_line: int = 1) -> JournalRead
     A complete line that is not a journal entry (edited by hand, a damaged disk) is an error:
     skipping it could drop a save silently.
     """
-    from .validate import parse_json_text
-
     path = journal_path(root)
     try:
         with open(path, "rb") as handle:
@@ -216,6 +224,26 @@ def read_journal(root: Path, start: int = 0, first_line: int = 1) -> JournalRead
         return JournalRead([], 0, 0, None)
     except OSError as exc:
         raise DatasetError(f"{path}: cannot read it ({exc.strerror or exc})") from None
+    return parse_journal(root, data, ino, start, first_line)
+
+
+def read_journal_bytes(root: Path) -> tuple[bytes, int | None]:
+    """The whole journal and its inode (``b""`` and None when there is none)."""
+    path = journal_path(root)
+    try:
+        with open(path, "rb") as handle:
+            return handle.read(), os.fstat(handle.fileno()).st_ino
+    except FileNotFoundError:
+        return b"", None
+    except OSError as exc:
+        raise DatasetError(f"{path}: cannot read it ({exc.strerror or exc})") from None
+
+
+def parse_journal(root: Path, data: bytes, ino: int | None, start: int = 0, first_line: int = 1) -> JournalRead:
+    """:func:`read_journal` of ``data``, the journal's bytes from byte ``start`` on."""
+    from .validate import parse_json_text
+
+    path = journal_path(root)
     complete = data.rfind(b"\n") + 1
     entries = []
     line = first_line
@@ -297,12 +325,12 @@ def append_entry(root: Path, entry: Entry) -> int:
     return start + len(data)
 
 
-def pending_images(root: Path, entries: list[Entry]) -> dict[str, Path]:
-    """file name -> staged file, for the images of committed writes (``entries``: the lines that
-    extend the current snapshot) that may not be moved into place yet: where readers find them
-    meanwhile (a staged file that is gone has been moved)."""
+def pending_images(root: Path, moves: list[tuple[str, str]]) -> dict[str, Path]:
+    """file name -> staged file, for the images of committed writes (``moves``: those of the lines
+    that extend the current snapshot, in order) that may not be moved into place yet: where
+    readers find them meanwhile (a staged file that is gone has been moved)."""
     images = root / "images"
-    return {final: images / staged for entry in entries for staged, final in entry.moves}
+    return {final: images / staged for staged, final in moves}
 
 
 def complete(root: Path, entry: Entry, named: set[str] | dict[str, Any]) -> None:

@@ -307,10 +307,11 @@ class _Context:
     header_cache: HeaderCache | None
     pending: dict[str, Path]
     real_dirs: dict[str, str] = field(default_factory=dict)
+    #: root / "images", made once: a dataset of thousands of paintings checks one file each
+    image_dir: Path = field(init=False)
 
-    @property
-    def image_dir(self) -> Path:
-        return self.root / "images"
+    def __post_init__(self) -> None:
+        self.image_dir = self.root / "images"
 
 
 def parse_document(
@@ -491,14 +492,16 @@ def check_image_files(
     *,
     header_cache: HeaderCache | None = None,
     pending: dict[str, Path] | None = None,
+    file: str = "annotations.json.journal",
 ) -> None:
     """Check the image files of the paintings ``ids`` (those still in ``doc``) as
     :func:`parse_document` does: the journal's paintings, once it is replayed (a later line may
-    delete a file an earlier one wrote)."""
+    delete a file an earlier one wrote); or, with ``file="annotations.json"``, the paintings of
+    a parse read from the cache (:mod:`.parse_cache`), in the words of :func:`parse_document`."""
     context = _Context(root, True, header_cache, pending or {})
     paintings = [doc.paintings[i] for i in ids if i in doc.paintings]
     problems = [problem for p in paintings if (problem := _image_file_problem(p, context))]
-    _raise(problems, f"{root / 'annotations.json.journal'}", "open the dataset again")
+    _raise(problems, f"{root / file}", "open the dataset again")
 
 
 def _raise(problems: list[str], where: str, then: str) -> None:
@@ -567,8 +570,9 @@ def _image_file_problem(painting: Painting, context: _Context) -> str | None:
         return None
     file_name = painting.file_name
     where = f"image id {painting.id} ({file_name!r})"
-    path = context.image_dir / file_name
-    outside = outside_folder(path, context.image_dir, context.real_dirs)
+    image_dir = context.image_dir
+    path = image_dir / file_name
+    outside = outside_folder(path, image_dir, context.real_dirs)
     if outside is not None:
         return (
             f"{where}: images/{file_name} is a link to {outside}, outside the dataset's "
