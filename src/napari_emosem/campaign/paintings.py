@@ -54,7 +54,7 @@ def add_paintings(
     for start in range(0, len(todo), ADD_BATCH):
         batch = todo[start : start + ADD_BATCH]
         try:
-            written = dataset.write_paintings(PaintingUpdate(path, path.name) for path in batch)
+            written = dataset.write_paintings(PaintingUpdate(path, path.name, records="merge") for path in batch).paintings
         except EmoSEMError:
             written = _one_by_one(dataset, batch, report, on_failure)
         report.added.extend(p.file_name for p in written)
@@ -76,7 +76,7 @@ def _one_by_one(dataset, batch: Iterable[Path], report: AddReport, on_failure) -
     written = []
     for path in batch:
         try:
-            written.extend(dataset.write_paintings([PaintingUpdate(path, path.name)]))
+            written.extend(dataset.write_paintings([PaintingUpdate(path, path.name, records="merge")]).paintings)
         except DatasetError as exc:
             reason = "; ".join(exc.problems) if exc.problems else str(exc)
             report.failed.append((str(path), reason))
@@ -106,6 +106,6 @@ def _set_metadata(dataset: StimulusDataset, painting, metadata: dict) -> Paintin
     found = dataset.painting(painting)
     if found is None:
         raise DatasetError(f"{dataset.root}: no painting {painting!r} in this campaign")
-    # the painting's own records are given back unchanged: only its metadata changes
-    update = PaintingUpdate(dataset.image_path(found), found.file_name, dataset.stimuli(found), metadata=metadata)
-    return dataset.write_paintings([update])[0]
+    # "merge" with no records: the painting's records stay exactly as they are, whoever wrote them
+    update = PaintingUpdate(dataset.image_path(found), found.file_name, (), metadata=metadata, records="merge")
+    return dataset.write_paintings([update]).paintings[0]
