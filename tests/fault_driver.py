@@ -151,7 +151,7 @@ def checkpoint_writer(work: Path):
 
     torch.set_num_threads(1)  # the writer is forked: no thread pools across fork
     model, identity = build_emosem(get_preset("tiny"))
-    (work / "template").mkdir()
+    (work / "template").mkdir(parents=True)
     save_checkpoint(model, identity, work / "template" / "ckpt")
 
     def write(root: Path, done) -> None:

@@ -160,12 +160,6 @@ def test_compaction_killed_at_every_point(tmp_path):
         assert again.journal_bytes == 0  # a small dataset is compacted by the next write
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="checkpoint.save_checkpoint (not the data layer; reported in issue 10's follow-up): a "
-    "kill between its two renames leaves no checkpoint folder, and killed writers' temporary "
-    "folders (.ckpt.*) are never removed",
-)
 def test_checkpoint_writes_killed_at_every_point(tmp_path):
     from napari_emosem.build import build_emosem
     from napari_emosem.checkpoint import read_checkpoint, save_checkpoint

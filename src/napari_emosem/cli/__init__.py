@@ -15,6 +15,7 @@ _COMMANDS = (
     ("add", "add"),
     ("propose", "propose"),
     ("status", "status"),
+    ("queue", "queue"),
     ("view", "view"),
     ("train", "train"),
     ("evaluate", "evaluate"),
