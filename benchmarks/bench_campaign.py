@@ -3,9 +3,13 @@
 Generates (once, kept in --root) a campaign of 5,000 paintings (APOLO has 4,718) × 8 emotions as
 `emosem propose` leaves it: every pair an unreviewed draft with one explanation, and a fifth of
 the paintings reviewed by one of three annotators, with their active time. Then times what a
-person waits for: opening the dataset, deriving every painting's status, `emosem status` end to
-end (a fresh process), and saving one painting. Prints a table and writes
-``benchmarks/results/bench_campaign.json``.
+person waits for: opening the dataset (the first time; again without the parse cache, with the
+image-size cache only; again unchanged, with both; and with a journal), deriving every
+painting's status, `emosem status` end to end (a fresh process), saving one painting (a journal
+line), saving after another process saved (catching up replays its line only), skipping a
+painting (metadata only), and folding the journal into annotations.json (compaction). Prints a
+table with wall-clock and CPU seconds (on a shared machine CPU time is the steadier figure) and
+writes ``benchmarks/results/bench_campaign.json``.
 
     python benchmarks/bench_campaign.py [--paintings 5000] [--root /tmp/emosem-campaign-5000]
 """
@@ -14,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import subprocess
 import sys
@@ -23,8 +28,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from napari_emosem.campaign import campaign_progress
+from napari_emosem.campaign import campaign_progress, skip_painting, unskip_painting
 from napari_emosem.data import PaintingUpdate, Stimulus, StimulusDataset
+from napari_emosem.data.dataset import Compaction
+from napari_emosem.data.parse_cache import ParseCache
+from napari_emosem.data.validate import HeaderCache
 from napari_emosem.emotions import EMOTIONS
 
 RESULTS = Path(__file__).parent / "results" / "bench_campaign.json"
@@ -51,18 +59,18 @@ def build(root: Path, n: int, size: tuple[int, int]) -> None:
         Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(path, quality=85)
         templates.append(path)
     masks = [blob(h, w, rng) for _ in range(64)]
-    ds = StimulusDataset.open(root, create=True)
+    ds = StimulusDataset.open(root, create=True, compaction=Compaction(small=0, min_journal=1 << 40))
     batch = []
     for i in range(n):
         annotator = ANNOTATORS[i % 3] if i % 5 == 0 else None
         stimuli = []
         for emotion in EMOTIONS:
             mask = masks[int(rng.integers(64))]
-            extra = {"annotation_seconds": round(float(rng.uniform(5, 60)), 1)} if annotator else {}
+            seconds = round(float(rng.uniform(5, 60)), 1) if annotator else 0.0
             stimuli.append(Stimulus(
                 emotion, mask, [f"the {emotion} of painting {i} comes from its shapes and colours"],
                 source="model:emosem-vit_b-1", score=round(float(rng.uniform(0.3, 0.9)), 4),
-                reviewed=annotator is not None, annotator=annotator, extra=extra,
+                reviewed=annotator is not None, annotator=annotator, annotation_seconds=seconds,
             ))  # fmt: skip
         batch.append(PaintingUpdate(templates[i % 8], f"painting-{i:05d}.jpg", stimuli))
         if len(batch) == 500:
@@ -70,15 +78,25 @@ def build(root: Path, n: int, size: tuple[int, int]) -> None:
             batch = []
     if batch:
         ds.write_paintings(batch)
+    ds.compact()
 
 
 def timed(fn, repeat: int = 3):
-    best, result = float("inf"), None
+    """Best of ``repeat`` runs: (wall seconds, CPU seconds of this process and its children, result)."""
+    best, best_cpu, result = float("inf"), float("inf"), None
     for _ in range(repeat):
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), _cpu()
         result = fn()
         best = min(best, time.perf_counter() - start)
-    return best, result
+        best_cpu = min(best_cpu, _cpu() - cpu)
+    return best, best_cpu, result
+
+
+def _cpu() -> float:
+    import resource
+
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
 def main() -> None:
@@ -94,32 +112,66 @@ def main() -> None:
         start = time.perf_counter()
         build(root, args.paintings, size)
         print(f"generated {root} in {time.perf_counter() - start:.1f} s")
+    StimulusDataset.open(root).compact()  # start from a complete annotations.json
     size_mb = (root / "annotations.json").stat().st_size / 1e6
 
-    open_s, ds = timed(lambda: StimulusDataset.open(root))
-    status_s, progress = timed(lambda: campaign_progress(ds))
-    cli_s, _ = timed(lambda: subprocess.run(
+    (root / HeaderCache.CACHE_FILE).unlink(missing_ok=True)
+    ParseCache().file_for(root).unlink(missing_ok=True)
+
+    def open_only(**options) -> None:  # nothing kept alive: its objects would slow the collector
+        StimulusDataset.open(root, **options)
+
+    first = timed(open_only, repeat=1)
+    unparsed = timed(lambda: open_only(parse_cache=None))
+    again = timed(lambda: StimulusDataset.open(root))
+    ds = again[2]
+    assert ds._from_cache
+    status = timed(lambda: campaign_progress(ds))
+    progress = status[2]
+    cli = timed(lambda: subprocess.run(
         [sys.executable, "-m", "napari_emosem", "status", str(root)], check=True, capture_output=True))  # fmt: skip
-    name = "painting-00042.jpg"
+    name, other = "painting-00042.jpg", "painting-00043.jpg"
     stimuli = ds.stimuli(name)
     stimuli[0].reviewed, stimuli[0].annotator = True, "ana"
-    save_s, _ = timed(lambda: ds.write_painting(ds.image_path(name), name, stimuli))
+    save = timed(lambda: ds.write_painting(ds.image_path(name), name, stimuli))
+    elsewhere = StimulusDataset.open(root)
+
+    def save_after_another() -> None:
+        elsewhere.write_painting(None, other, ds.stimuli(other))  # another process saves first
+        ds.write_painting(ds.image_path(name), name, stimuli)
+
+    catch_up = timed(save_after_another)
+    skip = timed(lambda: (skip_painting(ds, name, "a benchmark"), unskip_painting(ds, name)))
+    journal_kb = ds.journal_bytes / 1e3
+    with_journal = timed(lambda: StimulusDataset.open(root))
+    compact = timed(lambda: (ds.write_painting(None, name, stimuli), ds.compact()), repeat=1)
 
     rows = [
-        ("open: parse + validate everything", open_s),
-        ("derive every painting's status", status_s),
-        ("`emosem status` end to end (new process)", cli_s),
-        ("save one painting (8 records)", save_s),
+        ("open: first time (every image header, parse, caches)", first),
+        ("open again without the parse cache (image sizes)", unparsed),
+        ("open again, unchanged (parse + image-size caches)", again),
+        (f"open with {journal_kb:.0f} kB of journal (parse cache)", with_journal),
+        ("derive every painting's status", status),
+        ("`emosem status` end to end (new process)", cli),
+        ("save one painting (8 records): a journal line", save),
+        ("save after another process saved (replay 1 line)", (catch_up[0] / 2, catch_up[1] / 2, None)),
+        ("skip + unskip a painting (metadata only, 2 lines)", skip),
+        ("compaction: rewrite annotations.json", compact),
     ]
-    print(f"{args.paintings} paintings × 8 emotions, annotations.json {size_mb:.1f} MB; {progress.summary_line()}")
-    print(f"{'operation':<48} {'seconds':>8}")
-    for label, seconds in rows:
-        print(f"{label:<48} {seconds:8.3f}")
+    print(
+        f"{args.paintings} paintings × 8 emotions, annotations.json {size_mb:.1f} MB, journal {journal_kb:.0f} kB "
+        f"before compaction; {progress.summary_line()}"
+    )
+    print(f"{'operation':<52} {'wall s':>8} {'CPU s':>8}")
+    for label, (wall, cpu, _) in rows:
+        print(f"{label:<52} {wall:8.3f} {cpu:8.3f}")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({
-        "paintings": args.paintings, "annotations_mb": round(size_mb, 2), "cpu": platform.processor() or platform.machine(),
-        "machine": platform.platform(), "seconds": {label: round(s, 4) for label, s in rows},
+        "paintings": args.paintings, "annotations_mb": round(size_mb, 2),
+        "cpu": platform.processor() or platform.machine(),
+        "machine": platform.platform(), "load_average": os.getloadavg(),
+        "seconds": {label: {"wall": round(wall, 4), "cpu": round(cpu, 4)} for label, (wall, cpu, _) in rows},
     }, indent=1))  # fmt: skip
     print(f"wrote {out}")
 

@@ -70,7 +70,9 @@ def main() -> None:
         for i, n in enumerate(per_painting):
             emotions = rng.choice(EMOTIONS, size=int(n), replace=False)
             stimuli = [
-                Stimulus(str(e), masks[int(rng.integers(64))], [f"explanation {k} of pair {i}/{e} " * 3 for k in range(5)])
+                Stimulus(
+                    str(e), masks[int(rng.integers(64))], [f"explanation {k} of pair {i}/{e} " * 3 for k in range(5)]
+                )
                 for e in emotions
             ]
             batch.append(PaintingUpdate(templates[i % len(templates)], f"painting-{i:05d}.jpg", stimuli))
@@ -89,7 +91,7 @@ def main() -> None:
         upsert_s, _ = timed(lambda: opened.write_painting(templates[42 % 8], name, stimuli), repeat=3)
         other = StimulusDataset.open(tmp / "ds")
         opened.write_painting(templates[1], "painting-00001.jpg", opened.stimuli("painting-00001.jpg"))
-        # a write after another process changed the file: re-read + validate + write
+        # a write after another process saved: catch up (replay its journal line), then write
         merge_s, _ = timed(lambda: other.write_painting(templates[42 % 8], name, stimuli))
         pairs_s, pairs = timed(lambda: opened.pairs(), repeat=3)
         decode_s, _ = timed(lambda: [s.mask for _, s in pairs[:500]])
@@ -98,8 +100,8 @@ def main() -> None:
     rows = [
         ("build: write_paintings, 500 per batch (fsync per file)", build_s),
         ("open: parse + validate everything", open_s),
-        ("write_painting: upsert, file unchanged since read", upsert_s),
-        ("write_painting: upsert after another writer", merge_s),
+        ("write_painting: upsert (one journal line)", upsert_s),
+        ("write_painting: upsert after another writer's save", merge_s),
         ("pairs(): list every pair (masks stay encoded)", pairs_s),
         ("decode 500 masks", decode_s),
         ("content_hash (first time: hashes image files)", hash_s),

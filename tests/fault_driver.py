@@ -2,8 +2,10 @@
 
 Used by ``test_fault_injection.py``, as ``python fault_driver.py MODE WORKDIR POINTS``:
 
-- MODE is ``propose``, ``export`` (an annotator session's export) or ``checkpoint``
-  (``checkpoint.save_checkpoint``), followed by ``:kill`` or ``:enospc``;
+- MODE is ``propose``, ``export`` (an annotator session's export), ``journal`` (saves, a
+  metadata update and a removal appended to the journal of a dataset that is not compacted after
+  each write), ``compact`` (folding a journal of such writes into annotations.json) or
+  ``checkpoint`` (``checkpoint.save_checkpoint``), followed by ``:kill`` or ``:enospc``;
 - POINTS is ``count`` (run once without a fault and report how many file operations the writer
   makes) or a comma list of operation numbers.
 
@@ -149,7 +151,7 @@ def checkpoint_writer(work: Path):
 
     torch.set_num_threads(1)  # the writer is forked: no thread pools across fork
     model, identity = build_emosem(get_preset("tiny"))
-    (work / "template").mkdir()
+    (work / "template").mkdir(parents=True)
     save_checkpoint(model, identity, work / "template" / "ckpt")
 
     def write(root: Path, done) -> None:
@@ -164,7 +166,60 @@ def checkpoint_writer(work: Path):
     return write
 
 
-WRITERS = {"propose": propose_writer, "export": export_writer, "checkpoint": checkpoint_writer}
+#: a dataset large enough not to be compacted after every write: saves are journal lines
+JOURNAL_ONLY = {"small": 0}
+
+
+def journal_writer(work: Path):
+    from napari_emosem.data import Stimulus, StimulusDataset
+    from napari_emosem.data.dataset import Compaction
+
+    setup_dataset(work)
+
+    def write(root: Path, done) -> None:
+        ds = StimulusDataset.open(root, compaction=Compaction(**JOURNAL_ONLY))
+        for i in range(3):
+            stimuli = [
+                Stimulus(e, box(i + 7 * k), [f"{e} in painting {i}"], annotator="maria") for k, e in enumerate(EMOTIONS)
+            ]
+            ds.write_painting(rgb(i), f"new{i}.png", stimuli)
+            done(f"new{i}.png")
+        ds.update_metadata("base.png", {"skipped": {"reason": "a test", "annotator": "maria", "at": None}})
+        done("skipped base.png")
+        ds.remove_painting("new0.png")
+        done("removed new0.png")
+
+    return write
+
+
+def compact_writer(work: Path):
+    from napari_emosem.data import Stimulus, StimulusDataset
+    from napari_emosem.data.dataset import Compaction
+
+    setup_dataset(work)
+    ds = StimulusDataset.open(work / "template", compaction=Compaction(**JOURNAL_ONLY))
+    for i in range(3):
+        ds.write_painting(
+            rgb(i), f"new{i}.png", [Stimulus(e, box(i + 7 * k), [f"{e} {i}"]) for k, e in enumerate(EMOTIONS)]
+        )
+    ds.write_painting(rgb(9), "gone.png", [])
+    ds.remove_painting("gone.png")  # a removal replayed twice would not open
+    assert ds.journal_bytes > 0
+
+    def write(root: Path, done) -> None:
+        StimulusDataset.open(root).compact()
+        done("compacted")
+
+    return write
+
+
+WRITERS = {
+    "propose": propose_writer,
+    "export": export_writer,
+    "journal": journal_writer,
+    "compact": compact_writer,
+    "checkpoint": checkpoint_writer,
+}
 
 
 # ----------------------------------------------------------------------------- trials
@@ -191,7 +246,11 @@ def trial(work: Path, write, faults: Faults, point: int, kind: str) -> dict:
             messages += chunk
         os.close(read_end)
         _, status = os.waitpid(pid, 0)
-        outcome = "killed" if os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL else f"exit {os.waitstatus_to_exitcode(status)}"
+        outcome = (
+            "killed"
+            if os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL
+            else f"exit {os.waitstatus_to_exitcode(status)}"
+        )
         lines = messages.decode().splitlines()
     else:
         os.close(read_end)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import json
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -149,7 +148,9 @@ def test_import_split_and_pandas_layout(release, tmp_path):
 
     # pandas' default column layout ({"painting": {"0": ...}, ...}) reads the same rows
     good = [r for r in release["rows"] if isinstance(r.get("painting"), str)]
-    columns = {key: {str(i): r.get(key) for i, r in enumerate(good)} for key in ("painting", "artemis_id", "split", "emotion")}
+    columns = {
+        key: {str(i): r.get(key) for i, r in enumerate(good)} for key in ("painting", "artemis_id", "split", "emotion")
+    }
     layout = tmp_path / "columns.json"
     layout.write_text(json.dumps(columns))
     rows, problems = read_apolo_rows(layout)

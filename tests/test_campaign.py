@@ -46,9 +46,8 @@ def draft(emotion):
 
 
 def reviewed(emotion, annotator="ana", seconds=None, **kw):
-    extra = {} if seconds is None else {"annotation_seconds": seconds}
     return Stimulus(emotion, _mask(), [f"{emotion} because"], source="model:m1", reviewed=True,
-                    annotator=annotator, extra=extra, **kw)
+                    annotator=annotator, annotation_seconds=seconds or 0.0, **kw)
 
 
 @pytest.fixture
@@ -95,7 +94,7 @@ def test_status_figures_count_pairs_of_the_campaigns_emotions(campaign, tmp_path
     names = [p.file_name for p in ds.paintings]
     ds.write_painting(ds.image_path(names[0]), names[0], [reviewed("awe", "ana", 30.0), reviewed("fear", "bo", 45.5)],
                       metadata={"annotation_seconds": 100.0})
-    ds.write_painting(ds.image_path(names[1]), names[1], [reviewed("awe", "ana", 20.0), Stimulus("fear", no_stimulus=True, annotator="ana", extra={"annotation_seconds": 10})])
+    ds.write_painting(ds.image_path(names[1]), names[1], [reviewed("awe", "ana", 20.0), Stimulus("fear", no_stimulus=True, annotator="ana", annotation_seconds=10)])
     ds.write_painting(ds.image_path(names[2]), names[2], [draft("awe"), draft("fear"), reviewed("anger")])
     skip_painting(ds, names[4], "blurred scan")
     assert main(["status", str(ds.root), "--json", str(tmp_path / "status.json")]) == 0

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from napari_emosem.data import Painting, Stimulus, StimulusDataset
+from napari_emosem.data import Painting, PaintingUpdate, Stimulus, StimulusDataset
 from napari_emosem.emotions import EMOTIONS, SOMETHING_ELSE
 from napari_emosem.errors import DatasetError, UnknownEmotionError
 from napari_emosem.image_io import load_image
@@ -280,7 +280,7 @@ def test_coco_tools_read_the_file(ds):
     assert ann["area"] == fear.sum() and ann["bbox"] == [4.0, 3.0, 12.0, 10.0]
     assert ann["explanation"] == "x" and ann["iscrowd"] == 0
     info = _annotations(ds)["info"]
-    assert info["format"] == "napari-emosem stimulus dataset" and info["format_version"] == 1
+    assert info["format"] == "napari-emosem stimulus dataset" and info["format_version"] == 2
 
 
 def test_foreign_coco_file_with_minimal_fields_loads(tmp_path):
@@ -303,8 +303,10 @@ def test_foreign_coco_file_with_minimal_fields_loads(tmp_path):
         "categories": [{"id": 42, "name": "fear"}, {"id": 3, "name": "Awe"}, {"id": 5, "name": "sadness"}],
         "annotations": [
             {"id": 1, "image_id": 7, "category_id": 42, "segmentation": compressed, "explanation": "a"},
-            {"id": 2, "image_id": 7, "category_id": 3, "segmentation": {"size": [40, 50], "counts": runs}, "explanation": "b"},
-            {"id": 3, "image_id": 7, "category_id": 5, "segmentation": [[0, 0, 10, 0, 10, 10, 0, 10]], "explanation": "c"},
+            {"id": 2, "image_id": 7, "category_id": 3, "segmentation": {"size": [40, 50], "counts": runs},
+             "explanation": "b"},
+            {"id": 3, "image_id": 7, "category_id": 5, "segmentation": [[0, 0, 10, 0, 10, 10, 0, 10]],
+             "explanation": "c"},
         ],
     }
     (root / "annotations.json").write_text(json.dumps(doc))
@@ -449,7 +451,9 @@ def test_a_proposal_never_replaces_reviewed_records_unless_asked(ds):
     assert after["amusement"].source == "model:m2"  # a new emotion is added
     assert StimulusDataset.open(ds.root).stimulus("a.png", "fear").explanations == ["a person drew this"]
 
-    report = ds.write_paintings([PaintingUpdate(image, "a.png", proposals[:1], records="merge", overwrite_reviewed=True)])
+    report = ds.write_paintings(
+        [PaintingUpdate(image, "a.png", proposals[:1], records="merge", overwrite_reviewed=True)]
+    )
     assert report.replaced_reviewed == [("a.png", "fear")] and report.kept_reviewed == []
     assert ds.stimulus("a.png", "fear").explanations == ["draft 9"]
     assert ds.stimulus("a.png", "awe").no_stimulus  # merge: the others stay
@@ -471,7 +475,9 @@ def test_new_pixels_do_not_silently_drop_reviewed_records(ds):
     with pytest.raises(DatasetError, match=r"reviewed records \(fear\) describe the old pixels"):
         ds.write_painting(rgb(seed=1), "a.png", [_draft("fear", 2)], replace=True, records="merge")
     assert np.array_equal(ds.image("a.png"), rgb(seed=0))
-    report_painting = ds.write_painting(rgb(seed=1), "a.png", [_draft("fear", 2)], replace=True, overwrite_reviewed=True)
+    report_painting = ds.write_painting(
+        rgb(seed=1), "a.png", [_draft("fear", 2)], replace=True, overwrite_reviewed=True
+    )
     assert report_painting.file_name == "a.png"
     assert [s.explanations for s in ds.stimuli("a.png")] == [["draft 2"]]
 
@@ -500,7 +506,10 @@ def test_files_follow_the_umask_and_a_replaced_file_keeps_its_mode(tmp_path):
     try:
         ds = StimulusDataset.open(tmp_path / "ds", create=True)
         ds.write_painting(rgb(), "a.png", [Stimulus("fear", explanations=["x"])])
-        mode = lambda p: stat.S_IMODE(os.stat(p).st_mode)
+
+        def mode(p):
+            return stat.S_IMODE(os.stat(p).st_mode)
+
         assert mode(ds.root / "annotations.json") == 0o664
         assert mode(ds.root / "images" / "a.png") == 0o664
         assert mode(ds.root / "images") == 0o775
@@ -544,3 +553,67 @@ def test_a_painting_above_pils_bomb_limit_but_within_ours_opens(tmp_path):
     assert _stored_size(path) == (13_000, 14_000)
     rgb_pixels = load_image(path)
     assert rgb_pixels.shape == (13_000, 14_000, 3)
+
+
+# ----------------------------------------------------------------------------- several annotators
+def _by(annotator: str, emotion: str = "awe", seed: int = 0, **kw) -> Stimulus:
+    mask = box((48, 64), seed, seed, 10, 12)
+    return Stimulus(emotion, mask, [f"{annotator} says {emotion}"], annotator=annotator, **kw)
+
+
+def test_each_annotator_has_a_slot_and_a_save_replaces_only_its_own(ds):
+    image = rgb()
+    ds.write_painting(image, "a.png", [_draft("awe", 1), _draft("fear", 2)])
+    draft_id = {a["category_id"]: a["id"] for a in _coco(ds)["annotations"]}[2]
+    ds.write_painting(image, "a.png", [_by("ana"), _by("ana", "fear", no_stimulus=False)], writer="ana")
+    ds.write_painting(image, "a.png", [_by("bo", seed=3)], writer="bo")  # bo's save says nothing of fear
+    awe = ds.pair("a.png", "awe")
+    assert [r.annotator for r in awe.reviewed] == ["ana", "bo"] and awe.draft is None  # the draft was consumed
+    assert {(r.emotion, r.annotator) for r in ds.records("a.png")} == {("awe", "ana"), ("awe", "bo"), ("fear", "ana")}
+    ids = {(a["category_id"], a["annotator"]): a["id"] for a in _coco(ds)["annotations"]}
+    assert ids[(2, "ana")] == draft_id  # the record that consumed the draft took its id
+    # bo rejects awe: bo's record goes, ana's stays; a draft never lands on a reviewed pair
+    ds.write_painting(image, "a.png", [], writer="bo")
+    assert [r.annotator for r in ds.pair("a.png", "awe").reviewed] == ["ana"]
+    report = ds.write_paintings([PaintingUpdate(image, "a.png", [_draft("awe", 9)], records="merge")])
+    assert report.kept_reviewed == [("a.png", "awe")] and ds.pair("a.png", "awe").draft is None
+    with pytest.raises(DatasetError, match="two records for 'awe' in one slot"):
+        ds.write_painting(image, "a.png", [_by("ana"), _by("ana", seed=2)])
+
+
+def test_the_effective_record_is_the_adjudicated_then_the_latest_reviewed_then_the_draft(ds):
+    image = rgb()
+    ds.write_painting(image, "a.png", [_draft("awe", 1)])
+    assert ds.stimulus("a.png", "awe").reviewed is False
+    ds.write_painting(image, "a.png", [_by("bo", modified="2025-01-02T00:00:00+00:00")], records="merge")
+    ds.write_painting(image, "a.png", [_by("ana", modified="2025-01-01T00:00:00+00:00")], records="merge")
+    assert ds.stimulus("a.png", "awe").annotator == "bo"  # modified last
+    assert [s.annotator for s in ds.stimuli("a.png")] == ["bo"]  # one record per emotion
+    assert [a for _, s in ds.pairs() for a in [s.annotator]] == ["bo"]
+    decision = Stimulus("awe", box((48, 64), 0, 0, 5, 5), ["we agreed"], annotator="rev", adjudicated=True)
+    ds.write_painting(image, "a.png", [decision], records="merge")
+    again = StimulusDataset.open(ds.root)
+    pair = again.pair("a.png", "awe")
+    assert pair.effective.adjudicated and pair.effective.annotator == "rev" and pair.effective.reviewed
+    assert [r.annotator for r in pair.votes] == ["ana", "bo"]  # the reviewer's decision is not a vote
+    assert pair.explanations == ["we agreed", "ana says awe", "bo says awe"]
+    assert again.annotators() == ["ana", "bo", "rev"]
+    assert again.summary()["records"] == 3 and again.summary()["pairs"] == 1
+
+
+def test_a_version_1_file_reads_as_before_and_is_written_as_version_2(ds):
+    ds.write_painting(rgb(), "a.png", [Stimulus("awe", box((48, 64), 1, 1, 5, 5), ["one"])])
+    doc = _coco(ds)
+    doc["info"]["format_version"] = 1
+    for ann in doc["annotations"]:
+        del ann["adjudicated"], ann["annotation_seconds"], ann["reviewed"]
+    (ds.root / "annotations.json").write_text(json.dumps(doc))
+    old = StimulusDataset.open(ds.root)
+    assert old.stimulus("a.png", "awe").explanations == ["one"] and old.stimulus("a.png", "awe").reviewed
+    old.write_painting(None, "a.png", [], metadata={"title": "t"})
+    assert _coco(old)["info"]["format_version"] == 2
+
+
+def _coco(ds) -> dict:
+    ds.compact()
+    return json.loads((ds.root / "annotations.json").read_text())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +12,7 @@ from PIL import Image
 from pycocotools import mask as mask_utils
 
 from napari_emosem.data import StimulusDataset
-from napari_emosem.data.rle import RLEError, encode_mask, parse_segmentation, string_to_runs
+from napari_emosem.data.rle import RLEError, _runs_to_string, encode_mask, parse_segmentation, string_to_runs
 from napari_emosem.data.validate import check_file_name
 from napari_emosem.errors import DatasetError
 
@@ -74,21 +75,27 @@ def test_a_good_file_opens(tmp_path):
         # missing image file
         ([{"id": 1, "file_name": "gone.png", "width": W, "height": H}], [], None, "images/gone.png is missing"),
         # declared size differs from the file's header
-        ([{"id": 1, "file_name": "a.png", "width": W + 1, "height": H}], [], None, "is 40 × 30 px but the file says 41 × 30"),
+        ([{"id": 1, "file_name": "a.png", "width": W + 1, "height": H}], [], None,
+         "is 40 × 30 px but the file says 41 × 30"),
         # mask size differs from the image size
-        (good_images(), [ann(1, mask=np.zeros((H, W + 2), bool))], None, "mask size 42 × 30 differs from the image size 40 × 30"),
+        (good_images(), [ann(1, mask=np.zeros((H, W + 2), bool))], None,
+         "mask size 42 × 30 differs from the image size 40 × 30"),
         # unknown emotion
         (good_images(), [], [{"id": 1, "name": "joy"}], "unknown emotion 'joy'"),
         # duplicate ids
-        (good_images() + [{"id": 1, "file_name": "b.png", "width": W, "height": H}], [], None, "image id 1: duplicate image id"),
+        (good_images() + [{"id": 1, "file_name": "b.png", "width": W, "height": H}], [], None,
+         "image id 1: duplicate image id"),
         (good_images(), [ann(1), ann(1, 2)], None, "annotation id 1: duplicate annotation id"),
-        (good_images(), [], [{"id": 1, "name": "fear"}, {"id": 1, "name": "awe"}], "category id 1: duplicate category id"),
+        (good_images(), [], [{"id": 1, "name": "fear"}, {"id": 1, "name": "awe"}],
+         "category id 1: duplicate category id"),
         # references to missing records
         (good_images(), [ann(1, image_id=99)], None, "image_id 99 is not in 'images'"),
         (good_images(), [ann(1, category_id=77)], None, "category_id 77 is not in 'categories'"),
         # undecodable RLE
-        (good_images(), [dict(ann(1), segmentation={"size": [H, W], "counts": "not RLE \x7f"})], None, "undecodable segmentation"),
-        (good_images(), [dict(ann(1), segmentation={"size": [H, W], "counts": [5, 10]})], None, "RLE runs cover 15 pixels"),
+        (good_images(), [dict(ann(1), segmentation={"size": [H, W], "counts": "not RLE \x7f"})], None,
+         "undecodable segmentation"),
+        (good_images(), [dict(ann(1), segmentation={"size": [H, W], "counts": [5, 10]})], None,
+         "RLE runs cover 15 pixels"),
         (good_images(), [dict(ann(1), segmentation={"size": [H, W], "counts": "PP"})], None, "truncated"),
         (good_images(), [dict(ann(1), segmentation={"size": [H, W], "counts": [H * W + 5, -5]})], None, "negative run"),
         # file names escaping the folder
@@ -189,3 +196,91 @@ def test_rle_parser_matches_pycocotools():
     # a huge run (larger than 2**31) is refused by the size check, not decoded out of bounds
     with pytest.raises(RLEError):
         parse_segmentation({"size": [4, 4], "counts": [2**33]}, 4, 4)
+
+
+def _reference_runs(counts: str) -> list[int]:
+    """pycocotools' rleFrString, transcribed line by line into Python (arbitrary-precision ints,
+    so nothing here can overflow): the reference the vectorised parser must agree with."""
+    runs, p, m = [], 0, 0
+    while p < len(counts):
+        x, k, more = 0, 0, True
+        while more:
+            if p >= len(counts):
+                raise RLEError("truncated")
+            c = ord(counts[p]) - 48
+            if not 0 <= c <= 63:
+                raise RLEError("alphabet")
+            x |= (c & 0x1F) << 5 * k
+            more = bool(c & 0x20)
+            p += 1
+            k += 1
+            if not more and c & 0x10:
+                x |= -1 << 5 * k
+        if k > 12:
+            raise RLEError("too long")
+        if m > 2:
+            x += runs[m - 2]
+        runs.append(x)
+        m += 1
+    return runs
+
+
+def _reference_check(counts: str, h: int, w: int) -> int | None:
+    """The foreground area of a valid string, None for one that must be refused."""
+    try:
+        runs = _reference_runs(counts)
+    except RLEError:
+        return None
+    if not counts or any(r < 0 or r > h * w for r in runs) or sum(runs) != h * w:
+        return None
+    return sum(runs[1::2])
+
+
+def test_the_vectorised_rle_check_agrees_with_pycocotools_string_format_on_thousands_of_strings():
+    """check_compressed parses every string of a dataset at once; each string must come out as
+    the reference parser says: same area, refused exactly when the reference refuses it (torn,
+    foreign characters, runs too long, runs that do not cover the mask), in small batches and in
+    one large one, and whatever strings sit beside it."""
+    from napari_emosem.data import rle as rle_module
+    from napari_emosem.data.rle import check_compressed
+
+    rng = np.random.default_rng(7)
+    cases = []
+    for i in range(2500):
+        h, w = (int(v) for v in rng.integers(1, 40, 2))
+        if i % 50 == 0:
+            h, w = 3000, 4000  # long runs: 5 to 7 chunks
+        mask = rng.random((h, w)) < rng.random() if i % 7 else np.zeros((h, w), bool)
+        if i % 50 == 0:
+            mask = np.zeros((h, w), bool)
+            mask[int(rng.integers(h)) :, int(rng.integers(w)) :] = True
+        counts = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))["counts"].decode()
+        damage = int(rng.integers(0, 8))
+        if damage == 1:
+            counts = counts[:-1] or counts
+        elif damage == 2:
+            j = int(rng.integers(len(counts)))
+            counts = counts[:j] + chr(int(rng.integers(32, 127))) + counts[j + 1 :]
+        elif damage == 3:
+            counts += counts[: int(rng.integers(1, 4))]
+        elif damage == 4:
+            h += 1
+        elif damage == 5:
+            counts = "".join(chr(int(c)) for c in rng.integers(48, 112, int(rng.integers(1, 30))))
+        cases.append((counts, h, w))
+    cases += [("", 2, 2), ("é0", 2, 2), ("o" * 20 + "0", 2, 2), ("0" * 40, 3, 4)]
+    cases.append((_runs_to_string(np.array([2**40, 2**40, -(2**41) + 12])), 3, 4))
+    expected = [_reference_check(*case) for case in cases]
+    assert 500 < sum(e is not None for e in expected) < len(cases) - 500  # both kinds, plenty
+    for chunk in (1 << 22, 64):  # one batch; many small ones
+        rle_module_chunk, rle_module._CHUNK_CHARS = rle_module._CHUNK_CHARS, chunk
+        try:
+            areas, errors = check_compressed(*zip(*cases, strict=True))
+        finally:
+            rle_module._CHUNK_CHARS = rle_module_chunk
+        got = [None if i in errors else int(areas[i]) for i in range(len(cases))]
+        assert got == expected
+        for i in errors:  # the same reason parse_segmentation gives for the string alone
+            counts, h, w = cases[i]
+            with pytest.raises(RLEError, match=re.escape(errors[i])):
+                parse_segmentation({"size": [h, w], "counts": counts}, h, w)

@@ -17,13 +17,11 @@ import hashlib
 import json
 import math
 import os
-import shutil
-import tempfile
-import uuid
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
+from .atomic_folder import clean_interrupted, replacing_folder
 from .build import BaseIdentity, build_emosem
 from .config import EmoSEMConfig
 from .errors import CheckpointError, EmoSEMError
@@ -78,17 +76,17 @@ def save_checkpoint(
     training: dict | None = None,
     metrics: dict | None = None,
 ) -> CheckpointInfo:
-    """Write ``folder`` atomically (a temporary folder renamed into place)."""
+    """Write ``folder`` atomically: a kill at any moment leaves the old checkpoint or the new one
+    there (see :mod:`napari_emosem.atomic_folder`), and the next save removes what killed saves
+    left beside it."""
     from safetensors.torch import save_file
 
     folder = Path(folder)
-    folder.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in model.trainable_state_dict().items()}
-    tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
-    try:
+    with replacing_folder(folder) as tmp:
         save_file(state, str(tmp / WEIGHTS_FILE), metadata={"format": "napari-emosem", "version": str(FORMAT_VERSION)})
         weights_hash = _sha256(tmp / WEIGHTS_FILE)
-        created = datetime.now(timezone.utc)
+        created = datetime.now(UTC)
         metadata = {
             "format_version": FORMAT_VERSION,
             "id": f"emosem-{model.config.name}-{created:%Y%m%d-%H%M%S}-{weights_hash[:6]}",
@@ -106,21 +104,7 @@ def save_checkpoint(
         }
         (tmp / CONFIG_FILE).write_text(model.config.to_json() + "\n")
         (tmp / METADATA_FILE).write_text(json.dumps(metadata, indent=1, ensure_ascii=False) + "\n")
-        _swap_into_place(tmp, folder)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return CheckpointInfo(folder, metadata)
-
-
-def _swap_into_place(tmp: Path, folder: Path) -> None:
-    old = None
-    if folder.exists():
-        old = folder.with_name(f".{folder.name}.old-{uuid.uuid4().hex[:8]}")
-        os.replace(folder, old)
-    os.replace(tmp, folder)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 def resolve_checkpoint_dir(folder: str | os.PathLike) -> Path:
@@ -134,7 +118,14 @@ def resolve_checkpoint_dir(folder: str | os.PathLike) -> Path:
 def read_checkpoint(folder: str | os.PathLike) -> CheckpointInfo:
     """Read a checkpoint's metadata (cheap: no weights), checked field by field. A training run
     folder means its best."""
-    folder = resolve_checkpoint_dir(folder)
+    given = Path(folder).expanduser()
+    folder = resolve_checkpoint_dir(given)
+    if not is_checkpoint(folder):
+        # a save killed between its two renames (systems without an atomic exchange): finish it
+        for where in (given, given / "best"):
+            if not where.exists():
+                clean_interrupted(where.parent)
+        folder = resolve_checkpoint_dir(given)
     if not folder.exists():
         raise CheckpointError(f"{folder}: no such checkpoint folder")
     missing = [f for f in (CONFIG_FILE, WEIGHTS_FILE, METADATA_FILE) if not (folder / f).is_file()]
@@ -234,7 +225,8 @@ def check_metadata(metadata: dict, where: Path) -> None:
         if not isinstance(values, dict):
             bad(f"field 'metrics.{side}' is {_show(values)}")
         for key, value in values.items():
-            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)):
+            number = isinstance(value, (int, float)) and not isinstance(value, bool)
+            if value is not None and not (number and math.isfinite(value)):
                 bad(f"field 'metrics.{side}.{key}' is {_show(value)}, not a number")
 
 
@@ -364,5 +356,5 @@ def checkpoint_order(info: CheckpointInfo) -> tuple:
     fine-tunes within one second share a creation time and the later one has the higher version."""
     from .data.records import parse_time
 
-    created = parse_time(info.metadata.get("created")) or datetime.min.replace(tzinfo=timezone.utc)
+    created = parse_time(info.metadata.get("created")) or datetime.min.replace(tzinfo=UTC)
     return (created, info.version)

@@ -239,3 +239,15 @@ class EmoSEMPredictor(Predictor):
             prob = logits.sigmoid_().cpu().numpy().astype(np.float32) if with_probability else None
             out.append(Proposal(emotion, mask, float(scores[i]), texts[i], prob))
         return out
+
+    @torch.no_grad()
+    def image_features(self) -> np.ndarray:
+        """The image embedding, mean-pooled over the painting's part of the encoder's square frame
+        (not the padding) and L2-normalised: what the model itself sees of the painting."""
+        self._require_image()
+        embedding = self._embedding[0].float()  # (C, h, w)
+        share_h, share_w = self._geometry.extent
+        rows = max(1, int(np.ceil(share_h * embedding.shape[1])))
+        cols = max(1, int(np.ceil(share_w * embedding.shape[2])))
+        pooled = embedding[:, :rows, :cols].mean(dim=(1, 2))
+        return (pooled / pooled.norm().clamp_min(1e-12)).cpu().numpy().astype(np.float64)

@@ -85,6 +85,14 @@ class Predictor(abc.ABC):
             raise RuntimeError("call set_image(painting) before propose/refine/explain")
         return image
 
+    def image_features(self) -> np.ndarray:
+        """A feature vector of the current painting, for choosing varied paintings to annotate
+        next (compared by cosine distance; see ``campaign.queue``). Here a model-free one: a
+        colour histogram and a grey thumbnail of the image."""
+        from .campaign.queue import colour_features
+
+        return colour_features(self._require_image())
+
 
 def check_points(points, labels, shape) -> tuple[np.ndarray, np.ndarray]:
     """Validate click prompts against a painting of ``shape`` (H, W, ...)."""

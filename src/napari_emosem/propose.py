@@ -1,17 +1,27 @@
-"""Proposing for many paintings into a stimulus dataset (what ``emosem propose`` does).
+"""Proposing into a stimulus dataset (what ``emosem propose`` does).
+
+Three entry points share one way of writing a painting's drafts:
+
+* :func:`propose_paintings`: image files into a dataset (``emosem propose IMAGES --out DS``);
+* :func:`propose_pending`: every painting of a campaign that is neither done nor skipped, with a
+  new model (``emosem propose --out DS --pending``; the widget's *Re-propose the rest*): a
+  generator of :class:`ProposeStep`, so that a caller shows progress and cancels by not asking
+  for the next painting;
+* :func:`propose_painting`: one painting of the dataset (the widget's prefetch of the next one).
 
 Each painting is read, proposed for and written on its own: a bad file, a full disk or a folder
 that turned read-only is reported on one line and the batch goes on; a painting is either written
 whole (image, masks, drafts in one locked crash-safe update, then its overlay) or not at all.
-Re-proposing a painting updates the proposed emotions in place and leaves its other records alone;
-a record a person reviewed is kept unless ``overwrite_reviewed`` (see
-:func:`napari_emosem.data.records.replaces`).
+Re-proposing a painting updates the proposed emotions' drafts in place and leaves its other
+records alone; a pair a person reviewed gets no draft unless ``overwrite_reviewed`` (see
+:func:`napari_emosem.data.records.replaces`), and the dataset entry points do not even propose
+for it.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -75,13 +85,13 @@ def propose_paintings(
     """Propose ``emotions`` for each painting and write them into the dataset at ``out``.
 
     Only the proposed emotions' records are written (the painting's other records stay); a
-    reviewed record is kept rather than replaced unless ``overwrite_reviewed``.
+    reviewed pair keeps its records unless ``overwrite_reviewed``.
     ``batch_size`` > 1 (EmoSEM only) reads paintings in ``num_workers`` worker processes and
     encodes and drafts them in batches (:mod:`napari_emosem.collection`); the records written
     are the same.
     """
     from ._io import remove_stale_temp_files
-    from .data import PaintingUpdate, Stimulus, StimulusDataset
+    from .data import StimulusDataset
 
     dataset = StimulusDataset.open(out, create=True)
     remove_stale_temp_files(dataset.root / OVERLAYS)  # what killed runs left; never a live writer's
@@ -98,33 +108,12 @@ def propose_paintings(
         try:
             if error is not None:
                 raise EmoSEMError(error)
-            stimuli = [
-                Stimulus(
-                    emotion=p.emotion,
-                    mask=p.mask,
-                    explanations=[p.explanation] if p.explanation else [],
-                    source=predictor.source,
-                    edited=False,
-                    score=round(float(p.score), 4),
-                )
-                for p in proposals
-            ]
             # Keep the original file's bytes unless reading changed its geometry (EXIF rotation)
             source = path if _stored_size(path) == image.shape[:2] else image
-            written = dataset.write_paintings([
-                PaintingUpdate(source, path.name, stimuli, records="merge", overwrite_reviewed=overwrite_reviewed)
-            ])
-            painting = written.paintings[0]
-            report.kept_reviewed.extend(written.kept_reviewed)
-            report.replaced_reviewed.extend(written.replaced_reviewed)
-            if overlays:
-                target = dataset.root / OVERLAYS / f"{Path(painting.file_name).stem}.png"
-                try:
-                    _write_overlay(target, image, proposals, predictor)
-                except OSError as exc:
-                    raise EmoSEMError(
-                        f"{path}: written to the dataset, but not its overlay ({describe_os_error(exc)})"
-                    ) from None
+            painting = _write_drafts(
+                dataset, predictor, proposals, image, source, path.name, report,
+                overwrite_reviewed=overwrite_reviewed, overlays=overlays, where=str(path),
+            )  # fmt: skip
         except EmoSEMError as exc:
             report.failed.append((str(path), str(exc)))
             if on_painting:
@@ -134,6 +123,151 @@ def propose_paintings(
         if on_painting:
             on_painting(path, proposals, None)
     return report
+
+
+@dataclass(frozen=True)
+class ProposeStep:
+    """One painting of :func:`propose_pending`: ``index`` of ``total`` (1-based)."""
+
+    index: int
+    total: int
+    file_name: str
+    #: the emotions proposed (the campaign's emotions nobody has reviewed yet)
+    emotions: tuple[str, ...]
+    proposals: list[Proposal] | None
+    #: why the painting was not written (one line), or None
+    error: str | None = None
+
+
+def pending_paintings(dataset, emotions: Sequence[str] | None = None) -> list[tuple[str, tuple[str, ...]]]:
+    """(file name, emotions to propose) for every painting of the campaign that is neither done
+    nor skipped: the emotions (default: the campaign's, ``campaign.json``) none of whose records a
+    person has reviewed. Statuses come from :mod:`napari_emosem.campaign.status`."""
+    from .campaign import campaign_progress, read_settings
+    from .campaign.settings import CampaignSettings
+    from .campaign.status import PaintingStatus
+
+    settings = read_settings(dataset.root)
+    if emotions is not None:
+        settings = CampaignSettings(tuple(emotions))
+    out = []
+    for progress in campaign_progress(dataset, settings).paintings:
+        if progress.status in (PaintingStatus.DONE, PaintingStatus.SKIPPED):
+            continue
+        todo = tuple(e for e in settings.emotions if e not in progress.reviewed)
+        if todo:
+            out.append((progress.painting.file_name, todo))
+    return out
+
+
+def propose_pending(
+    dataset,
+    predictor: Predictor,
+    emotions: Sequence[str] | None = None,
+    *,
+    overlays: bool = False,
+    paintings: Sequence[tuple[str, tuple[str, ...]]] | None = None,
+    report: ProposeReport | None = None,
+) -> Iterator[ProposeStep]:
+    """Propose with ``predictor`` for every painting of the campaign ``dataset`` (a
+    :class:`~napari_emosem.data.StimulusDataset`) that is neither done nor skipped, one painting
+    at a time; yields a :class:`ProposeStep` after each (progress). Stop iterating to cancel: the
+    paintings written so far stay written, whole.
+
+    Only pairs nobody has reviewed are proposed for; their drafts (an older model's included) are
+    replaced by the new ones. A pair an annotator reviews while this runs keeps their record (the
+    write checks again under the dataset's lock: :attr:`ProposeReport.kept_reviewed`).
+    ``paintings`` (default: :func:`pending_paintings`) fixes the work list, e.g. one shard of it;
+    ``report`` collects what was written.
+    """
+    todo = pending_paintings(dataset, emotions) if paintings is None else list(paintings)
+    report = report if report is not None else ProposeReport()
+    for index, (file_name, chosen) in enumerate(todo, start=1):
+        try:
+            image = dataset.image(file_name)
+            proposals = _propose(predictor, image, chosen)
+            _write_drafts(
+                dataset, predictor, proposals, image, None, file_name, report, overlays=overlays, where=file_name
+            )
+        except EmoSEMError as exc:
+            report.failed.append((file_name, str(exc)))
+            yield ProposeStep(index, len(todo), file_name, chosen, None, str(exc))
+            continue
+        report.written.append(file_name)
+        yield ProposeStep(index, len(todo), file_name, chosen, proposals)
+
+
+def propose_painting(
+    dataset,
+    painting,
+    predictor: Predictor,
+    emotions: Sequence[str] | None = None,
+    *,
+    image=None,
+    overlays: bool = False,
+) -> tuple[list[Proposal], ProposeReport]:
+    """Propose for one painting of ``dataset`` and write the drafts into it (the widget's
+    prefetch of the next painting): the emotions (default: the campaign's) nobody has reviewed.
+    ``image`` saves reading the painting again when the caller holds its pixels. Returns the
+    proposals (none when every emotion is reviewed) and what was written."""
+    from .campaign import painting_status, read_settings
+
+    found = dataset.painting(painting)
+    if found is None:
+        raise EmoSEMError(f"{dataset.root}: no painting {painting!r} in this dataset")
+    wanted = tuple(emotions) if emotions is not None else read_settings(dataset.root).emotions
+    reviewed = set(painting_status(found, dataset.stimuli(found), wanted).reviewed)
+    chosen = tuple(e for e in wanted if e not in reviewed)
+    report = ProposeReport()
+    if not chosen:
+        return [], report
+    pixels = dataset.image(found) if image is None else image
+    proposals = _propose(predictor, pixels, chosen)
+    _write_drafts(dataset, predictor, proposals, pixels, None, found.file_name, report, overlays=overlays,
+                  where=found.file_name)  # fmt: skip
+    report.written.append(found.file_name)
+    return proposals, report
+
+
+def _propose(predictor: Predictor, image, emotions: Sequence[str]) -> list[Proposal]:
+    predictor.set_image(image)
+    return predictor.propose(list(emotions), explain=True)
+
+
+def _write_drafts(
+    dataset, predictor: Predictor, proposals: list[Proposal], image, source, file_name: str,
+    report: ProposeReport, *, overwrite_reviewed: bool = False, overlays: bool, where: str,
+):  # fmt: skip
+    """Write ``proposals`` (made on ``image``) as drafts of painting ``file_name`` (``source``: the
+    image to store, None for the dataset's own painting), then its overlay; returns the painting."""
+    from .data import PaintingUpdate, Stimulus
+
+    stimuli = [
+        Stimulus(
+            emotion=p.emotion,
+            mask=p.mask,
+            explanations=[p.explanation] if p.explanation else [],
+            source=predictor.source,
+            edited=False,
+            score=round(float(p.score), 4),
+        )
+        for p in proposals
+    ]
+    written = dataset.write_paintings(
+        [PaintingUpdate(source, file_name, stimuli, records="merge", overwrite_reviewed=overwrite_reviewed)]
+    )
+    painting = written.paintings[0]
+    report.kept_reviewed.extend(written.kept_reviewed)
+    report.replaced_reviewed.extend(written.replaced_reviewed)
+    if overlays:
+        target = dataset.root / OVERLAYS / f"{Path(painting.file_name).stem}.png"
+        try:
+            _write_overlay(target, image, proposals, predictor)
+        except OSError as exc:
+            raise EmoSEMError(
+                f"{where}: written to the dataset, but not its overlay ({describe_os_error(exc)})"
+            ) from None
+    return painting
 
 
 def _one_at_a_time(paths, predictor: Predictor, emotions):

@@ -1,18 +1,7 @@
-"""Agreement between annotators on (painting, emotion) pairs.
-
-Over the pairs with at least two annotators:
-
-* ``mask_iou.mean``: the mean over pairs of the mean IoU over the pair's annotator pairs that both
-  drew a mask (two annotators who both said *no stimulus* agree, but have no masks to compare, so
-  that annotator pair is skipped; so is one where only one drew a mask — that disagreement is
-  what ``presence`` measures). A pair with no annotator pair left is not in the mean.
-  ``per_emotion`` is the same mean over the pairs of one emotion; ``per_annotator_pair["a|b"]``
-  the mean IoU of a and b over the pairs where both drew a mask.
-* ``presence.percent``: the share (in %) of annotator pairs, over all pairs, that agree on
-  whether the emotion has a stimulus in the painting at all.
-* ``presence.alpha``: Krippendorff's alpha (nominal) for the same yes/no decision, with pairs as
-  units and annotators as coders (computed by the ``krippendorff`` package); None when every
-  annotator gave the same answer on every pair (alpha is 0/0 there).
+"""Agreement between annotators on (painting, emotion) pairs: ``mask_iou`` (mean, per emotion,
+per annotator pair) and ``presence`` (percent, Krippendorff's alpha), over the pairs with at least
+two votes. The definitions are in ``docs/annotators.md`` (one place); :func:`agreement` computes
+exactly those.
 """
 
 from __future__ import annotations

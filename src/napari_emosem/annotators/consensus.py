@@ -1,4 +1,5 @@
-"""The consensus of a pair's annotators: per pixel, the fraction who marked it."""
+"""The consensus of a pair's annotators: per pixel, the fraction who marked it; and the majority
+mask. Defined in ``docs/annotators.md``."""
 
 from __future__ import annotations
 

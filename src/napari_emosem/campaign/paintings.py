@@ -106,6 +106,5 @@ def _set_metadata(dataset: StimulusDataset, painting, metadata: dict) -> Paintin
     found = dataset.painting(painting)
     if found is None:
         raise DatasetError(f"{dataset.root}: no painting {painting!r} in this campaign")
-    # "merge" with no records: the painting's records stay exactly as they are, whoever wrote them
-    update = PaintingUpdate(dataset.image_path(found), found.file_name, (), metadata=metadata, records="merge")
-    return dataset.write_paintings([update]).paintings[0]
+    # metadata only: no record is touched (whoever wrote it) and no image read; O(the painting)
+    return dataset.update_metadata(found, metadata)

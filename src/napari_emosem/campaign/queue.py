@@ -154,24 +154,17 @@ def score_candidates(
     predictor,
     emotions: Sequence[str],
     *,
-    features: Callable[[object, np.ndarray], np.ndarray] | None = None,
     on_painting: Callable[[int, int, Painting], None] | None = None,
 ) -> list[Candidate]:
-    """Run ``predictor`` on each painting and measure its uncertainty and features."""
+    """Run ``predictor`` on each painting and measure its uncertainty and features
+    (``Predictor.image_features``)."""
     out = []
     for index, painting in enumerate(paintings):
         image = load_image(painting)
         predictor.set_image(image)
         proposals = predictor.propose(emotions, explain=False, with_probability=True)
-        vector = features(predictor, image) if features else _features(predictor, image)
+        vector = np.asarray(predictor.image_features(), np.float64)
         out.append(Candidate(painting, uncertainty(proposals), vector))
         if on_painting:
             on_painting(index + 1, len(paintings), painting)
     return out
-
-
-def _features(predictor, image: np.ndarray) -> np.ndarray:
-    image_features = getattr(predictor, "image_features", None)
-    if callable(image_features):
-        return np.asarray(image_features(), np.float64)
-    return colour_features(image)

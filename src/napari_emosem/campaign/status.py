@@ -24,12 +24,11 @@ from enum import StrEnum
 from typing import Any
 
 from ..data import Painting, Stimulus
-from .settings import CampaignSettings, read_settings
 
-#: painting metadata key of a skipped painting: {"reason", "annotator", "at"}
-SKIPPED = "skipped"
-#: painting metadata key and record field: active annotation time in seconds (see .timing)
-ANNOTATION_SECONDS = "annotation_seconds"
+# painting fields of the format: skipped {"reason", "annotator", "at"}; active annotation time in
+# seconds (see .timing), also a record field (Stimulus.annotation_seconds)
+from ..data.records import ANNOTATION_SECONDS, SKIPPED
+from .settings import CampaignSettings, read_settings
 
 
 class PaintingStatus(StrEnum):
@@ -79,7 +78,7 @@ def painting_status(
     reviewed, drafts, no_stimulus = set(), set(), set()
     seconds = 0.0
     for record in records:
-        seconds += _seconds(record.extra.get(ANNOTATION_SECONDS))
+        seconds += record.annotation_seconds
         if record.emotion not in wanted:
             continue
         if record.reviewed:
@@ -192,13 +191,13 @@ def campaign_progress(dataset, settings: CampaignSettings | None = None) -> Camp
     wanted = set(emotions)
     paintings, annotators = [], defaultdict(lambda: {"pairs": 0, "seconds": 0.0})
     for painting in dataset.paintings:
-        records = dataset.stimuli(painting)
+        records = dataset.records(painting)  # every annotator's, so that each is counted
         paintings.append(painting_status(painting, records, emotions))
         for record in records:
             if record.reviewed and record.emotion in wanted:
                 row = annotators[record.annotator or "(unnamed)"]
                 row["pairs"] += 1
-                row["seconds"] = round(row["seconds"] + _seconds(record.extra.get(ANNOTATION_SECONDS)), 1)
+                row["seconds"] = round(row["seconds"] + record.annotation_seconds, 1)
     return CampaignProgress(emotions=emotions, paintings=paintings, annotators=dict(annotators))
 
 

@@ -55,6 +55,11 @@ def register(subparsers) -> None:
     parser.add_argument(
         "--split", default="all", choices=("val", "test", "all"), help="which rows (default: all)"
     )
+    parser.add_argument(
+        "--annotator",
+        default="APOLO",
+        help="the name the imported (reviewed) records carry: their annotator slot (default: APOLO)",
+    )
     parser.set_defaults(func=run)
 
 
@@ -73,6 +78,7 @@ def run(args) -> int:
         artemis_csv=args.artemis,
         split=args.split,
         progress=progress,
+        annotator=args.annotator,
     )
     for line in report.lines():
         print(line)

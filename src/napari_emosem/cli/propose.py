@@ -24,12 +24,25 @@ def register(subparsers) -> None:
             "masks), plus a contact sheet per painting in OUT/overlays/. Re-running updates the "
             "proposed emotions in place and leaves the painting's other records alone; a record a "
             "person wrote, accepted, edited or marked 'no stimulus' is kept unless "
-            "--overwrite-reviewed. Works offline: the default 'starter' model needs no weights. "
+            "--overwrite-reviewed. With --pending instead of images: propose again for every "
+            "painting of the campaign OUT that is neither done nor skipped (after fine-tuning: "
+            "the new model's drafts replace the older ones; pairs a person reviewed are not "
+            "touched). Works offline: the default 'starter' model needs no weights. "
             "Under `torchrun --nproc_per_node N` each process takes every N-th painting."
         ),
     )
-    p.add_argument("images", nargs="+", metavar="IMAGE", help="image files, or folders of images")
-    p.add_argument("--emotions", default="all", help="'all' or a comma list, e.g. fear,awe (default: all)")
+    p.add_argument("images", nargs="*", metavar="IMAGE", help="image files, or folders of images")
+    p.add_argument(
+        "--pending",
+        action="store_true",
+        help="propose for the paintings of the dataset OUT that are not done (nor skipped), for the "
+        "emotions nobody has reviewed yet, instead of for IMAGES",
+    )
+    p.add_argument(
+        "--emotions",
+        default=None,
+        help="'all' or a comma list, e.g. fear,awe (default: all; with --pending the campaign's emotions)",
+    )
     p.add_argument(
         "--model",
         default="starter",
@@ -70,19 +83,29 @@ def run(args) -> int:
     from .._io import check_writable_dir
     from ..propose import expand_inputs, propose_paintings, shard
 
-    emotions = parse_emotions(args.emotions)  # before any work: a typo costs nothing
+    # everything a typo can break is checked before any work
+    emotions = parse_emotions(args.emotions or "all")
     if args.beams < 1:
         raise EmoSEMError("--beams must be at least 1")
     if args.max_tokens is not None and args.max_tokens < 1:
-        raise EmoSEMError(f"--max-tokens {args.max_tokens}: give at least 1 (or leave it out for the model's own limit)")
+        raise EmoSEMError(
+            f"--max-tokens {args.max_tokens}: give at least 1 (or leave it out for the model's own limit)"
+        )
     batch_size = _batch_size(args.batch_size)
-    out = check_writable_dir(args.out)
-    paths = expand_inputs(args.images)
-    if not paths:
-        raise EmoSEMError(f"no images found in {', '.join(args.images)}")
+    if args.pending and args.images:
+        raise EmoSEMError("give IMAGES or --pending, not both (add new paintings with `emosem add` first)")
+    if not args.pending and not args.images:
+        raise EmoSEMError("give the images to propose for, or --pending to propose for the campaign's open paintings")
     rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
-    if world > 1:
-        paths = shard(paths, rank, world)
+    if args.pending:
+        dataset, todo = _pending(args, rank, world)
+    else:
+        out = check_writable_dir(args.out)
+        paths = expand_inputs(args.images)
+        if not paths:
+            raise EmoSEMError(f"no images found in {', '.join(args.images)}")
+        if world > 1:
+            paths = shard(paths, rank, world)
     from ..loading import load_predictor
 
     predictor = load_predictor(
@@ -96,35 +119,62 @@ def run(args) -> int:
     )
     print(f"model: {predictor.description}", file=sys.stderr)
 
-    def show(path: Path, proposals, error) -> None:
+    def show(name: str, proposals, error) -> None:
         if error is not None:
-            line = error if error.startswith(str(path)) else f"{path}: {error}"
+            line = error if error.startswith(name) else f"{name}: {error}"
             print(f"emosem propose: error: {line}", file=sys.stderr)
             return
-        print(f"{path.name}")
+        print(Path(name).name)
         for p in proposals:
             print(f"  {p.emotion:<12} score {p.score:4.2f}  area {100 * p.mask.mean():5.1f}%  {p.explanation}")
 
-    if batch_size is None:
-        from ..collection import auto_batch_size
+    if args.pending:
+        from ..propose import ProposeReport, propose_pending
 
-        batch_size = auto_batch_size(getattr(predictor, "device", "cpu"))
-    report = propose_paintings(
-        paths, predictor, emotions, out, overlays=not args.no_overlay,
-        overwrite_reviewed=args.overwrite_reviewed, on_painting=show, batch_size=batch_size,
-    )
-    print(
-        f"wrote {len(report.written)} painting(s) × {len(emotions)} emotion(s) to {out}"
-        + (f"; {len(report.failed)} failed" if report.failed else ""),
-        file=sys.stderr,
-    )
+        out = dataset.root
+        report = ProposeReport()
+        for step in propose_pending(dataset, predictor, overlays=not args.no_overlay, paintings=todo, report=report):
+            show(step.file_name, step.proposals, step.error)
+        what = f"{len(report.written)} open painting(s) of {out}"
+    else:
+        if batch_size is None:
+            from ..collection import auto_batch_size
+
+            batch_size = auto_batch_size(getattr(predictor, "device", "cpu"))
+        report = propose_paintings(
+            paths, predictor, emotions, out, overlays=not args.no_overlay, overwrite_reviewed=args.overwrite_reviewed,
+            on_painting=lambda path, p, e: show(str(path), p, e), batch_size=batch_size,
+        )  # fmt: skip
+        what = f"{len(report.written)} painting(s) × {len(emotions)} emotion(s) to {out}"
+    print(f"wrote {what}" + (f"; {len(report.failed)} failed" if report.failed else ""), file=sys.stderr)
     if report.kept_reviewed:
-        print(f"kept {len(report.kept_reviewed)} reviewed records (use --overwrite-reviewed to replace them)", file=sys.stderr)
+        print(
+            f"kept {len(report.kept_reviewed)} reviewed records (use --overwrite-reviewed to replace them)",
+            file=sys.stderr,
+        )
     if report.replaced_reviewed:
         print(f"replaced {len(report.replaced_reviewed)} reviewed records", file=sys.stderr)
     if args.view and report.written and (rank == 0):
         _view(out, args)
     return 2 if report.failed else 0
+
+
+def _pending(args, rank: int, world: int):
+    """The campaign OUT and this process's share of its open paintings (for --pending)."""
+    from .. import parse_emotions
+    from ..data import StimulusDataset
+    from ..propose import pending_paintings, shard
+
+    if args.overwrite_reviewed:
+        raise EmoSEMError("--pending never touches reviewed pairs; --overwrite-reviewed works with IMAGES only")
+    dataset = StimulusDataset.open(args.out)  # it must exist: --pending proposes for its paintings
+    emotions = None if args.emotions is None else parse_emotions(args.emotions)
+    todo = pending_paintings(dataset, emotions)
+    if world > 1:
+        todo = shard(todo, rank, world)
+    if not todo:
+        print(f"nothing to propose: every painting of {dataset.root} is done or skipped", file=sys.stderr)
+    return dataset, todo
 
 
 def _batch_size(value: str) -> int | None:

@@ -20,6 +20,7 @@ What :func:`read_apolo_rows` accepts (liberally):
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 from collections import defaultdict
@@ -230,6 +231,7 @@ def import_apolo(
     split: str = "all",
     batch_size: int = 100,
     progress: Callable[[int, int], None] | None = None,
+    annotator: str = "APOLO",
 ) -> ImportReport:
     """Import APOLO pairs into the dataset at ``out`` (created if needed).
 
@@ -346,7 +348,7 @@ def import_apolo(
                     explanations,
                     no_stimulus=empty,
                     source="human",
-                    annotator="APOLO",
+                    annotator=annotator,
                     extra=extra,
                 )
             )
@@ -400,7 +402,10 @@ def _read_map(path: Path, height: int, width: int) -> tuple[np.ndarray | None, s
         array = np.load(path, allow_pickle=False, mmap_mode="r")
     except ValueError as exc:
         if "allow_pickle" in str(exc) or "Python objects" in str(exc):
-            return None, "a pickled object array; re-save it as a plain numeric array (pickles can run code, so they are not read)"
+            return None, (
+                "a pickled object array; re-save it as a plain numeric array "
+                "(pickles can run code, so they are not read)"
+            )
         return None, f"not a .npy array ({str(exc).splitlines()[0][:120]})"
     except OSError as exc:
         return None, f"cannot be read ({exc.strerror or exc})"
@@ -458,7 +463,9 @@ def _walk(root: Path, depth: int) -> Iterable[Path]:
 
 
 # ----------------------------------------------------------------------------- export
-def export_apolo(dataset: StimulusDataset, out_dir: str | os.PathLike, *, emotions=None) -> tuple[int, int]:
+def export_apolo(
+    dataset: StimulusDataset, out_dir: str | os.PathLike, *, emotions=None, consensus: bool = False
+) -> tuple[int, int]:
     """Write the APOLO layout into ``out_dir``; returns (rows, maps).
 
     - ``apolo.json``: a list with one row per (painting, emotion) record that holds a mask:
@@ -468,6 +475,11 @@ def export_apolo(dataset: StimulusDataset, out_dir: str | os.PathLike, *, emotio
     - ``apolo_pixel_map/{painting}_{emotion}.npy``: uint8 (H, W) maps, 1 = stimulus, 0 = not;
       all zeros for a ``no_stimulus`` record (APOLO's evaluation skips those).
     Text-only and "something else" records have no map and are not written.
+
+    With ``consensus`` (several annotators; ``docs/annotators.md``), a row per pair with votes or
+    an adjudicated mask, its map the pair's target as float32 in [0, 1] (APOLO's own kind of
+    map): the adjudicated mask where there is one, else the consensus map; ``utterances`` every
+    person's explanation of the pair, and ``annotators`` who voted.
     """
     chosen = set(parse_emotions(emotions))
     out_dir = check_writable_dir(Path(out_dir).expanduser())
@@ -475,26 +487,33 @@ def export_apolo(dataset: StimulusDataset, out_dir: str | os.PathLike, *, emotio
     remove_stale_temp_files(maps)
     _check_unique_names(dataset)
     rows = []
-    n_maps = 0
     order = {e: i for i, e in enumerate(EMOTIONS)}
-    for painting in dataset.paintings:
-        for s in sorted(dataset.stimuli(painting), key=lambda s: order.get(s.emotion, 99)):
-            if s.emotion not in chosen or not s.has_mask:
+    for _, pairs in itertools.groupby(dataset.every_pair(chosen), key=lambda pair: pair.painting.id):
+        for pair in sorted(pairs, key=lambda p: order[p.emotion]):
+            painting, record = pair.painting, pair.effective
+            if consensus:
+                target = pair.target()
+                utterances = pair.explanations
+            else:
+                target = record.mask.astype(np.uint8) if record.has_mask else None
+                utterances = list(record.explanations)
+            if target is None:
                 continue
             row: dict[str, Any] = {
                 "painting": painting.name,
-                "emotion": s.emotion,
-                "split": str(s.extra.get("split") or painting.metadata.get("split") or "test"),
+                "emotion": pair.emotion,
+                "split": str(record.extra.get("split") or painting.metadata.get("split") or "test"),
             }
-            if s.extra.get("artemis_id"):
-                row["artemis_id"] = s.extra["artemis_id"]
-            row["utterances"] = list(s.explanations)
+            if record.extra.get("artemis_id"):
+                row["artemis_id"] = record.extra["artemis_id"]
+            row["utterances"] = utterances
+            if consensus:
+                row["annotators"] = pair.annotators
             rows.append(row)
-            with atomic_open(maps / f"{painting.name}_{s.emotion}.npy") as handle:
-                np.save(handle, s.mask.astype(np.uint8), allow_pickle=False)
-            n_maps += 1
+            with atomic_open(maps / f"{painting.name}_{pair.emotion}.npy") as handle:
+                np.save(handle, target, allow_pickle=False)
     atomic_write_json(out_dir / "apolo.json", rows)
-    return len(rows), n_maps
+    return len(rows), len(rows)
 
 
 def _check_unique_names(dataset: StimulusDataset) -> None:

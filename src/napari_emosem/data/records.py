@@ -1,8 +1,14 @@
-"""The two records of a stimulus dataset: a :class:`Painting` and its :class:`Stimulus` records.
+"""The records of a stimulus dataset: a :class:`Painting` and its :class:`Stimulus` records.
 
-A stimulus is what one (painting, emotion) pair holds: a mask (or none), its explanations, where
-it came from, and whether a person reviewed it. "Not annotated yet" is the absence of a record; "this emotion has no stimulus
-in this painting" is a record with ``no_stimulus=True`` and an empty mask.
+A stimulus is what one annotator (or the model) says about one (painting, emotion) pair: a mask
+(or none), its explanations, where it came from, and whether a person reviewed it. "Not annotated
+yet" is the absence of a record; "this emotion has no stimulus in this painting" is a record with
+``no_stimulus=True`` and an empty mask.
+
+A pair holds at most one record per :class:`Slot`: the model's unreviewed draft, one reviewed
+record per annotator, and one adjudicated record (a reviewer's decision between annotators).
+:class:`PairRecords` is everything a pair holds, and says which record stands for the pair
+(:attr:`PairRecords.effective`); ``docs/annotators.md`` defines votes, agreement and consensus.
 """
 
 from __future__ import annotations
@@ -10,7 +16,7 @@ from __future__ import annotations
 import datetime as _dt
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -41,13 +47,20 @@ ANNOTATION_FIELDS = (
     "no_stimulus",
     "has_mask",
     "reviewed",
+    "adjudicated",
+    "annotation_seconds",
 )
+#: Painting fields of the format besides the core ones (kept in ``Painting.metadata``)
+SKIPPED = "skipped"
+ANNOTATION_SECONDS = "annotation_seconds"
+#: How agreement reports and status lines name the annotator of a reviewed record without a name
+UNNAMED = "(unnamed)"
 
 
 def now_iso() -> str:
     """The current time in UTC, ISO 8601 to the second (``2026-11-30T21:05:44+00:00``): the one
     format every record, autosave and checkpoint is stamped with."""
-    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    return _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
 
 
 def parse_time(text: str | None) -> _dt.datetime | None:
@@ -60,7 +73,7 @@ def parse_time(text: str | None) -> _dt.datetime | None:
         value = _dt.datetime.fromisoformat(str(text))
     except ValueError:
         return None
-    return value if value.tzinfo is not None else value.replace(tzinfo=_dt.timezone.utc)
+    return value if value.tzinfo is not None else value.replace(tzinfo=_dt.UTC)
 
 
 def is_model_source(source: str) -> bool:
@@ -69,18 +82,39 @@ def is_model_source(source: str) -> bool:
 
 
 def replaces(existing: Stimulus | None, new: Stimulus, *, overwrite_reviewed: bool = False) -> bool:
-    """Whether ``new`` may replace ``existing``, the stored record of the same (painting,
-    emotion): the one rule that keeps what a person wrote.
+    """Whether ``new`` may be written where ``existing`` is the pair's record (its effective
+    record, :attr:`PairRecords.effective`): the one rule that keeps what a person wrote.
 
     A reviewed record (a person wrote, accepted or edited it, or marked the pair no stimulus) is
     never replaced by an unreviewed one (a model's draft) unless ``overwrite_reviewed`` asks for
-    it. A reviewed record may replace anything: that is a person's decision. Every writer of a
-    dataset follows this rule (:meth:`StimulusDataset.write_paintings` applies it); the
-    annotator can call it to decide before it asks.
+    it: a pair a person reviewed gets no draft. A reviewed record may always be written: it goes
+    to its own :class:`Slot` and replaces only what that slot held (that is a person's decision).
+    Every writer of a dataset follows this rule (:meth:`StimulusDataset.write_paintings` applies
+    it); the annotator can call it to decide before it asks.
     """
     if existing is None or not existing.reviewed or new.reviewed:
         return True
     return overwrite_reviewed
+
+
+class Slot(NamedTuple):
+    """Where a record sits among a pair's records: ``("draft", None)``, the model's unreviewed
+    draft; ``("reviewed", name)``, one annotator's record (``name`` None for an unnamed one);
+    ``("adjudicated", None)``, the reviewer's decision. A pair holds at most one record per slot."""
+
+    kind: str
+    annotator: str | None = None
+
+    @property
+    def label(self) -> str:
+        """``draft``, ``adjudicated`` or the annotator's name (``(unnamed)``)."""
+        if self.kind == "reviewed":
+            return self.annotator if self.annotator is not None else UNNAMED
+        return self.kind
+
+
+DRAFT = Slot("draft")
+ADJUDICATED = Slot("adjudicated")
 
 
 @dataclass
@@ -104,6 +138,17 @@ class Painting:
         """(height, width) in pixels."""
         return (self.height, self.width)
 
+    @property
+    def skipped(self) -> dict[str, Any] | None:
+        """``{"reason", "annotator", "at"}`` when an annotator took the painting out of the
+        campaign (checked when the dataset is read), else None."""
+        return self.metadata.get(SKIPPED) or None
+
+    @property
+    def annotation_seconds(self) -> float:
+        """Active annotation time spent on the painting (0 when none was recorded)."""
+        return float(self.metadata.get(ANNOTATION_SECONDS) or 0.0)
+
 
 @dataclass(eq=False, repr=False)
 class Stimulus:
@@ -119,6 +164,10 @@ class Stimulus:
     Left ``None`` it is derived from the other fields (how files without the field are read): a
     record is reviewed unless a model proposed it and nobody edited it, marked it no stimulus or
     put their name on it.
+
+    ``adjudicated`` marks a reviewer's decision between several annotators' records of the pair
+    (``annotator`` is the reviewer; it is reviewed). ``annotation_seconds`` is the active time a
+    person spent on the record (summed over visits; 0 for drafts).
     """
 
     emotion: str
@@ -133,6 +182,8 @@ class Stimulus:
     modified: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     reviewed: bool | None = None
+    adjudicated: bool = False
+    annotation_seconds: float = 0.0
 
     def __post_init__(self) -> None:
         self.emotion = normalise_emotion(self.emotion)
@@ -148,12 +199,20 @@ class Stimulus:
         self.score = None if self.score is None else float(self.score)
         self.extra = dict(self.extra or {})
         if self.reviewed is None:
-            self.reviewed = (
-                not is_model_source(self.source) or self.edited or self.no_stimulus or self.annotator is not None
-            )
-        self.reviewed = bool(self.reviewed)
+            self.reviewed = self.derive_reviewed(self.source, self.edited, self.no_stimulus, self.annotator)
+        self.adjudicated = bool(self.adjudicated)
+        self.reviewed = bool(self.reviewed) or self.adjudicated
+        self.annotation_seconds = float(self.annotation_seconds or 0.0)
 
-    # The mask is either an array held here or an RLE decoded on demand; `mask` is a property (set at the end of this module).
+    @property
+    def slot(self) -> Slot:
+        """The record's place among the pair's records (see :class:`Slot`)."""
+        if self.adjudicated:
+            return ADJUDICATED
+        return Slot("reviewed", self.annotator) if self.reviewed else DRAFT
+
+    # The mask is either an array held here or an RLE decoded on demand; `mask` is a property
+    # (set at the end of this module).
     def _get_mask(self) -> np.ndarray | None:
         if self._mask is not None:
             return self._mask
@@ -203,10 +262,35 @@ class Stimulus:
     def is_something_else(self) -> bool:
         return self.emotion == SOMETHING_ELSE
 
+    @staticmethod
+    def derive_reviewed(source: str, edited: bool, no_stimulus: bool, annotator: str | None) -> bool:
+        """Whether a record without the ``reviewed`` field is reviewed (files written before it
+        existed): unless a model proposed it and nobody edited it, marked it no stimulus or put
+        their name on it."""
+        return not is_model_source(source) or edited or no_stimulus or annotator is not None
+
     @classmethod
     def _stored(cls, rle: RLE | None, **fields) -> Stimulus:
         stimulus = cls(**fields)
         stimulus._rle = rle
+        return stimulus
+
+    @classmethod
+    def _checked(
+        cls, rle: RLE | None, emotion: str, explanations: list[str], no_stimulus: bool, source: str,
+        edited: bool, annotator: str | None, score: float | None, created: str | None,
+        modified: str | None, extra: dict[str, Any], reviewed: bool, adjudicated: bool,
+        annotation_seconds: float,
+    ) -> Stimulus:  # fmt: skip
+        """A stored record from fields the reader has checked and normalised already (opening a
+        large dataset builds tens of thousands: this skips ``__init__``'s conversions)."""
+        stimulus = object.__new__(cls)
+        stimulus.__dict__ = {
+            "emotion": emotion, "explanations": explanations, "no_stimulus": no_stimulus, "source": source,
+            "edited": edited, "annotator": annotator, "score": score, "created": created, "modified": modified,
+            "extra": extra, "reviewed": reviewed, "adjudicated": adjudicated,
+            "annotation_seconds": annotation_seconds, "_mask": None, "_rle": rle,
+        }  # fmt: skip
         return stimulus
 
     def _stored_rle(self) -> RLE | None:
@@ -214,22 +298,12 @@ class Stimulus:
 
     def copy(self) -> Stimulus:
         """A copy that shares nothing mutable (a stored mask stays encoded)."""
-        other = Stimulus(
-            self.emotion,
-            None,
-            list(self.explanations),
-            self.no_stimulus,
-            self.source,
-            self.edited,
-            self.annotator,
-            self.score,
-            self.created,
-            self.modified,
-            dict(self.extra),
-            self.reviewed,
-        )
-        other._mask = None if self._mask is None else self._mask.copy()
-        other._rle = self._rle
+        other = object.__new__(Stimulus)
+        other.__dict__.update(self.__dict__)
+        other.explanations = list(self.explanations)
+        other.extra = dict(self.extra)
+        if self._mask is not None:
+            other._mask = self._mask.copy()
         return other
 
     def __repr__(self) -> str:
@@ -238,7 +312,9 @@ class Stimulus:
         return (
             f"Stimulus(emotion={self.emotion!r}, mask={mask}, explanations={self.explanations!r}, "
             f"no_stimulus={self.no_stimulus}, source={self.source!r}, edited={self.edited}, "
-            f"reviewed={self.reviewed})"
+            f"reviewed={self.reviewed}, annotator={self.annotator!r}"
+            + (", adjudicated=True" if self.adjudicated else "")
+            + ")"
         )
 
 
@@ -247,3 +323,99 @@ class Stimulus:
 Stimulus.mask = property(  # type: ignore[assignment]
     Stimulus._get_mask, Stimulus._set_mask, doc="bool (H, W) mask, or None (text only)"
 )
+
+
+def effective_record(records: list[Stimulus]) -> Stimulus | None:
+    """The record that stands for a pair where one record is wanted (training targets, exports,
+    the single-annotator view): the adjudicated record; else the reviewed one, and of several the
+    one modified last (on a tie, the annotator whose name sorts first); else the draft; else None.
+    """
+    adjudicated = [r for r in records if r.adjudicated]
+    if adjudicated:
+        return adjudicated[0]
+    reviewed = sorted((r for r in records if r.reviewed), key=lambda r: r.slot.label)
+    if reviewed:
+        oldest = _dt.datetime.min.replace(tzinfo=_dt.UTC)
+        return max(reviewed, key=lambda r: parse_time(r.modified) or oldest)
+    return next((r for r in records if not r.reviewed), None)
+
+
+@dataclass
+class PairRecords:
+    """Every record of one (painting, emotion) pair: at most one per :class:`Slot`.
+
+    The definitions (votes, consensus, effective record) are in ``docs/annotators.md``.
+    """
+
+    painting: Painting
+    emotion: str
+    records: list[Stimulus]
+
+    @property
+    def draft(self) -> Stimulus | None:
+        """The model's unreviewed draft (writers keep none beside a reviewed record)."""
+        return next((r for r in self.records if not r.reviewed), None)
+
+    @property
+    def adjudicated(self) -> Stimulus | None:
+        return next((r for r in self.records if r.adjudicated), None)
+
+    @property
+    def reviewed(self) -> list[Stimulus]:
+        """The annotators' own records (reviewed, not adjudicated), by annotator name."""
+        return sorted((r for r in self.records if r.reviewed and not r.adjudicated), key=lambda r: r.slot.label)
+
+    @property
+    def votes(self) -> list[Stimulus]:
+        """The records agreement and consensus count: the annotators' own records that hold a
+        mask or say *no stimulus* (text-only records have no say on pixels)."""
+        return [r for r in self.reviewed if r.has_mask]
+
+    @property
+    def annotators(self) -> list[str]:
+        """Names (``(unnamed)`` for a record without one) of the annotators with a record here."""
+        return [r.slot.label for r in self.reviewed]
+
+    @property
+    def effective(self) -> Stimulus | None:
+        """See :func:`effective_record`."""
+        return effective_record(self.records)
+
+    @property
+    def explanations(self) -> list[str]:
+        """Every person's explanation of the pair (the adjudicated record's first, then each
+        annotator's by name), each once: the references for BLEU/CIDEr, as ArtEmis evaluates."""
+        out: list[str] = []
+        adjudicated = self.adjudicated
+        for record in ([adjudicated] if adjudicated else []) + self.reviewed:
+            out.extend(e for e in record.explanations if e not in out)
+        return out
+
+    def pair_votes(self):
+        """The votes as :class:`napari_emosem.annotators.PairVotes` (what
+        :func:`~napari_emosem.annotators.agreement` measures): each annotator's mask, None for a
+        *no stimulus* vote."""
+        from ..annotators import PairVotes, Vote
+
+        votes = [Vote(v.slot.label, None if v.no_stimulus else v.mask) for v in self.votes]
+        return PairVotes(self.painting.file_name, self.emotion, votes)
+
+    def consensus_map(self, without: str | None = None) -> np.ndarray | None:
+        """float32 (H, W) in [0, 1]: per pixel, the fraction of the votes that mark it (a *no
+        stimulus* vote marks none); None when the pair has no vote. ``without``: leave that
+        annotator's vote out (the consensus of the others, e.g. to score each annotator against
+        it: the human ceiling)."""
+        from ..annotators.consensus import consensus_map
+
+        votes = [v for v in self.votes if without is None or v.slot.label != without]
+        if not votes:
+            return None
+        return consensus_map([None if v.no_stimulus else v.mask for v in votes], self.painting.shape)
+
+    def target(self) -> np.ndarray | None:
+        """What to train and evaluate on: the adjudicated mask (0/1) when there is one, else the
+        consensus map (a soft target); None when neither exists (a draft or text only)."""
+        adjudicated = self.adjudicated
+        if adjudicated is not None and adjudicated.has_mask:
+            return adjudicated.mask.astype(np.float32)
+        return self.consensus_map()

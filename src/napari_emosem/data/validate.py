@@ -8,8 +8,12 @@ masks on "something else". Nothing is half-imported: either the whole file is us
 is returned.
 
 Image files are checked for existence and size from their header only (PIL reads no pixels), and
-the result is remembered per (path, mtime, size) so that re-reading a large dataset on every write
-costs one ``stat`` per image.
+the result is remembered per (file, mtime, size) in :class:`HeaderCache`, which the dataset keeps
+in its folder, so that re-opening a large dataset costs one ``stat`` per image. Compressed RLE
+strings are checked all at once (:func:`~.rle.check_compressed`).
+
+The same checks apply to each line of the journal (:func:`apply_entry`): a painting saved since
+the last compaction is validated like one read from ``annotations.json``.
 
 Nothing in the file can crash the reader: NaN, Infinity and JSON nested deeper than Python can
 parse are refused with a line and column, polygons are checked before pycocotools rasterises them
@@ -19,23 +23,36 @@ files must be regular files inside the dataset's ``images/`` folder.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import re
+import stat
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath, PureWindowsPath
-from typing import Any
+from typing import Any, NamedTuple
 
 from ..emotions import EMOTIONS, SOMETHING_ELSE, normalise_emotion
 from ..errors import DatasetError, ImageError, UnknownEmotionError
-from .records import ANNOTATION_FIELDS, IMAGE_CORE_FIELDS, Painting, Stimulus
-from .rle import RLE, RLEError, empty_rle, parse_segmentation
+from .records import (
+    ANNOTATION_FIELDS,
+    ANNOTATION_SECONDS,
+    IMAGE_CORE_FIELDS,
+    SKIPPED,
+    Painting,
+    Stimulus,
+)
+from .rle import RLE, RLEError, check_compressed, empty_rle, parse_segmentation
 
 #: Identifies files written by this project; ``format_version`` grows when the layout changes.
 FORMAT_NAME = "napari-emosem stimulus dataset"
-FORMAT_VERSION = 1
+#: 2: several records per (painting, emotion): one per annotator, a draft, an adjudicated one
+FORMAT_VERSION = 2
 #: Category ids we write: the 8 emotions in EMOTIONS order, then "something else".
 CATEGORY_IDS: dict[str, int] = {e: i + 1 for i, e in enumerate(EMOTIONS)} | {SOMETHING_ELSE: 9}
+#: How journal lines name emotions (always with this project's category ids)
+JOURNAL_CATEGORIES: dict[int, str] = {i: e for e, i in CATEGORY_IDS.items()}
 #: Largest width × height an image entry may claim (2 gigapixels, ten times the largest painting
 #: napari-emosem reads): pycocotools counts pixels in 32-bit integers, so larger masks overflow it.
 MAX_DECLARED_PIXELS = 1 << 31
@@ -45,8 +62,7 @@ MAX_EXTRA_DEPTH = 32
 NAME_MAX = 255
 
 
-@dataclass
-class StoredRecord:
+class StoredRecord(NamedTuple):
     """One annotation as held in memory: its id in the file and the stimulus (mask as RLE)."""
 
     id: int
@@ -54,23 +70,146 @@ class StoredRecord:
 
 
 @dataclass
+class _Index:
+    by_name: dict[str, Painting]
+    #: annotation id -> image id
+    owners: dict[int, int]
+    #: the largest ids used (new ones count on from them; ids are never reused while a document is open)
+    last_image_id: int = 0
+    last_record_id: int = 0
+
+
+@dataclass
 class Document:
-    """The parsed content of ``annotations.json``."""
+    """The content of a dataset: ``annotations.json`` and the journal lines replayed on it."""
 
     info: dict[str, Any] = field(default_factory=dict)
     #: by image id, in file order
     paintings: dict[int, Painting] = field(default_factory=dict)
-    #: image id -> records, in file order
+    #: image id -> records, in file order (several per emotion: one per slot)
     records: dict[int, list[StoredRecord]] = field(default_factory=dict)
     #: top-level keys other than info/images/annotations/categories (e.g. COCO "licenses")
     extra: dict[str, Any] = field(default_factory=dict)
 
-    def by_file_name(self) -> dict[str, Painting]:
-        return {p.file_name: p for p in self.paintings.values()}
+    #: lookups built on first use and kept current by :meth:`put` and :meth:`drop`
+    _index: _Index | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def index(self) -> _Index:
+        if self._index is None:
+            self._index = _Index(
+                by_name={p.file_name: p for p in self.paintings.values()},
+                owners={r.id: image_id for image_id, records in self.records.items() for r in records},
+                last_image_id=max(self.paintings, default=0),
+            )
+            self._index.last_record_id = max(self._index.owners, default=0)
+        return self._index
+
+    def put(self, painting: Painting, records: list[StoredRecord]) -> None:
+        """Add or replace a painting (by id) with its records."""
+        index = self.index
+        old = self.paintings.get(painting.id)
+        if old is not None:
+            index.by_name.pop(old.file_name, None)
+            for r in self.records.get(painting.id, []):
+                index.owners.pop(r.id, None)
+        self.paintings[painting.id] = painting
+        self.records[painting.id] = records
+        index.by_name[painting.file_name] = painting
+        for r in records:
+            index.owners[r.id] = painting.id
+        index.last_image_id = max(index.last_image_id, painting.id)
+        index.last_record_id = max([index.last_record_id, *(r.id for r in records)])
+
+    def drop(self, image_id: int) -> Painting | None:
+        """Remove a painting and its records; returns it (None when it was not there)."""
+        index = self.index
+        painting = self.paintings.pop(image_id, None)
+        if painting is not None:
+            index.by_name.pop(painting.file_name, None)
+        for r in self.records.pop(image_id, []):
+            index.owners.pop(r.id, None)
+        return painting
+
+    def copy(self) -> Document:
+        """A copy to change in a transaction (paintings and records are shared, not copied:
+        a transaction replaces them, never changes them in place)."""
+        index = self._index
+        return Document(
+            info=dict(self.info),
+            paintings=dict(self.paintings),
+            records=dict(self.records),
+            extra=dict(self.extra),
+            _index=None
+            if index is None
+            else _Index(dict(index.by_name), dict(index.owners), index.last_image_id, index.last_record_id),
+        )
+
+    @property
+    def snapshot_id(self) -> str | None:
+        """The id of the ``annotations.json`` this document starts from (journal lines name it)."""
+        value = self.info.get("write_id")
+        return value if isinstance(value, str) and value else None
 
 
-# Header sizes of image files, keyed by (path, mtime_ns, size): (width, height) or an error.
-HeaderCache = dict[tuple[str, int, int], "tuple[int, int] | str"]
+class HeaderCache:
+    """(width, height) of image files read from their headers, by (file, mtime, size).
+
+    Kept in the dataset folder (:data:`CACHE_FILE`) so that opening a dataset again costs a
+    ``stat`` per image instead of opening each one. It is a cache: an unreadable or odd file is
+    ignored, and an entry counts only while the file's mtime and size are the ones recorded.
+    """
+
+    CACHE_FILE = ".emosem-image-sizes.json"
+
+    def __init__(self) -> None:
+        #: file name under images/ -> (mtime_ns, size, width, height)
+        self._entries: dict[str, tuple[int, int, int, int]] = {}
+        self._changed = False
+
+    def size(self, path: Path, name: str | None = None) -> tuple[int, int] | str:
+        """:func:`image_header_size` of ``path``, remembered under ``name`` (its file name under
+        images/; None: not remembered)."""
+        try:
+            st = path.stat()
+        except FileNotFoundError:
+            return "is missing"
+        except OSError as exc:
+            return f"cannot be read ({exc.strerror or exc})"
+        if name is not None:
+            known = self._entries.get(name)
+            if known is not None and known[:2] == (st.st_mtime_ns, st.st_size):
+                return known[2], known[3]
+        result = image_header_size(path)
+        if name is not None and not isinstance(result, str):
+            self._entries[name] = (st.st_mtime_ns, st.st_size, *result)
+            self._changed = True
+        return result
+
+    def load(self, root: Path) -> None:
+        try:
+            obj = json.loads((root / self.CACHE_FILE).read_text(encoding="utf-8"))
+            entries = {
+                str(name): tuple(int(v) for v in value)
+                for name, value in obj["sizes"].items()
+                if isinstance(value, list) and len(value) == 4 and all(_is_int(v) and v >= 0 for v in value)
+            }
+        except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError):
+            return
+        self._entries.update(entries)  # type: ignore[arg-type]
+
+    def save(self, root: Path, names: Iterable[str]) -> None:
+        """Keep the entries of ``names`` (the dataset's images) in the folder; best effort."""
+        if not self._changed:
+            return
+        from .._io import atomic_write_json
+
+        keep = {name: list(self._entries[name]) for name in names if name in self._entries}
+        try:
+            atomic_write_json(root / self.CACHE_FILE, {"sizes": keep}, indent=None)
+        except (OSError, ValueError):  # a read-only dataset: the next open reads the headers again
+            return
+        self._changed = False
 
 
 def check_file_name(name: Any) -> str | None:
@@ -96,39 +235,45 @@ def check_file_name(name: Any) -> str | None:
     return None
 
 
-def image_header_size(path: Path, cache: HeaderCache | None = None) -> tuple[int, int] | str:
+def image_header_size(path: Path) -> tuple[int, int] | str:
     """(width, height) of the image at ``path`` as :func:`~napari_emosem.image_io.load_image`
     will return it (EXIF rotation applied), read from the header; or a problem string."""
     from ..image_io import header_size
 
     try:
-        st = path.stat()
-    except FileNotFoundError:
-        return "is missing"
-    except OSError as exc:
-        return f"cannot be read ({exc.strerror or exc})"
-    key = (str(path), st.st_mtime_ns, st.st_size)
-    if cache is not None and key in cache:
-        return cache[key]
-    try:
-        result: tuple[int, int] | str = header_size(path)
+        return header_size(path)
     except ImageError as exc:
         # the message starts with the path; the caller names the file its own way
         result = str(exc).removeprefix(f"{path}: ").removeprefix(f"{path} ")
-        result = "is " + result if result.startswith(("a folder", "not")) else result
-    if cache is not None:
-        cache[key] = result
-    return result
+        return "is " + result if result.startswith(("a folder", "not")) else result
 
 
-def outside_folder(path: Path, folder: Path) -> Path | None:
-    """Where ``path`` really leads when a link takes it out of ``folder``, else None."""
+def outside_folder(path: Path, folder: Path, real_dirs: dict[str, str] | None = None) -> Path | None:
+    """Where ``path`` really leads when a link takes it out of ``folder``, else None.
+
+    ``real_dirs`` remembers resolved folders between calls: checking thousands of images of one
+    folder then costs an ``lstat`` each, not a resolution of every component of every path.
+    """
+    real_dirs = {} if real_dirs is None else real_dirs
+
+    def real(directory: str) -> str:
+        found = real_dirs.get(directory)
+        if found is None:
+            found = real_dirs[directory] = os.path.realpath(directory)
+        return found
+
+    text = os.fspath(path)
     try:
-        real = Path(os.path.realpath(path))
-        base = Path(os.path.realpath(folder))
+        base = real(os.fspath(folder))
+        parent, name = os.path.split(text)
+        where = os.path.join(real(parent), name)
+        if stat.S_ISLNK(os.lstat(text).st_mode):
+            where = os.path.realpath(text)
+    except FileNotFoundError:
+        return None  # reported as missing
     except (OSError, ValueError):
         return None
-    return None if real == base or base in real.parents else real
+    return None if where == base or where.startswith(base.rstrip(os.sep) + os.sep) else Path(where)
 
 
 def _depth(value: Any, limit: int) -> int:
@@ -148,6 +293,27 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+def _is_seconds(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value >= 0
+
+
+@dataclass
+class _Context:
+    """What checking the paintings of one document needs, shared by the whole file and each
+    journal line."""
+
+    root: Path
+    check_images: bool
+    header_cache: HeaderCache | None
+    pending: dict[str, Path]
+    real_dirs: dict[str, str] = field(default_factory=dict)
+    #: root / "images", made once: a dataset of thousands of paintings checks one file each
+    image_dir: Path = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.image_dir = self.root / "images"
+
+
 def parse_document(
     obj: Any,
     root: Path,
@@ -155,13 +321,16 @@ def parse_document(
     check_images: bool = True,
     header_cache: HeaderCache | None = None,
     pending: dict[str, Path] | None = None,
+    later: set[int] = frozenset(),
 ) -> Document:
     """Validate a COCO object read from ``root/annotations.json``; see the module docstring.
 
     ``pending`` maps file names to staged files of a committed write not yet moved into place
-    (:func:`~napari_emosem.data.store.pending_images`): those are checked instead.
+    (:func:`~napari_emosem.data.store.pending_images`): those are checked instead. The image files
+    of the paintings in ``later`` (ids: those the journal writes or removes) are not checked here:
+    :func:`check_image_files` checks them once the journal is replayed.
     """
-    pending = pending or {}
+    context = _Context(root, check_images, header_cache, pending or {})
     problems: list[str] = []
     if not isinstance(obj, dict):
         raise DatasetError(
@@ -189,69 +358,29 @@ def parse_document(
         raise DatasetError(f"{root / 'annotations.json'} is not a usable COCO file", problems)
 
     doc = Document(info=dict(info))
-    doc.extra = {
-        k: v for k, v in obj.items() if k not in ("info", "images", "categories", "annotations")
-    }
-    image_dir = root / "images"
+    doc.extra = {k: v for k, v in obj.items() if k not in ("info", "images", "categories", "annotations")}
 
     # --- images ------------------------------------------------------------------------
     seen_names: dict[str, int] = {}
     for index, img in enumerate(images):
-        where = f"images[{index}]"
-        if not isinstance(img, dict):
-            problems.append(f"{where}: must be an object")
-            continue
-        image_id = img.get("id")
-        if not _is_int(image_id):
-            problems.append(f"{where}: 'id' must be an integer; found {image_id!r}")
-            continue
-        where = f"image id {image_id}"
-        if image_id in doc.paintings:
-            problems.append(f"{where}: duplicate image id")
-            continue
-        file_name = img.get("file_name")
-        name_problem = check_file_name(file_name)
-        if name_problem:
-            problems.append(f"{where}: {name_problem}")
-            continue
-        where = f"image id {image_id} ({file_name!r})"
-        if file_name in seen_names:
-            problems.append(f"{where}: the same file_name as image id {seen_names[file_name]}")
-            continue
-        seen_names[file_name] = image_id
-        width, height = img.get("width"), img.get("height")
-        if not (_is_int(width) and _is_int(height) and width > 0 and height > 0):
-            problems.append(f"{where}: 'width' and 'height' must be positive integers")
-            continue
-        if width * height > MAX_DECLARED_PIXELS:
-            problems.append(f"{where}: {width} × {height} px is not the size of a real image")
-            continue
-        if check_images:
-            path = image_dir / file_name
-            outside = outside_folder(path, image_dir)
-            if outside is not None:
-                problems.append(
-                    f"{where}: images/{file_name} is a link to {outside}, outside the dataset's "
-                    "images/ folder; copy the file in instead of linking to it"
+        painting, problem = _parse_image(img, f"images[{index}]")
+        if problem is None:
+            if painting.id in doc.paintings:
+                problem = f"image id {painting.id}: duplicate image id"
+            elif painting.file_name in seen_names:
+                problem = (
+                    f"image id {painting.id} ({painting.file_name!r}): the same file_name as image "
+                    f"id {seen_names[painting.file_name]}"
                 )
-                continue
-            size = image_header_size(pending.get(file_name, path), header_cache)
-            if size == "is missing" and file_name in pending:  # moved into place meanwhile
-                size = image_header_size(path, header_cache)
-            if isinstance(size, str):
-                problems.append(f"{where}: images/{file_name} {size}")
-            elif size != (width, height):
-                problems.append(
-                    f"{where}: images/{file_name} is {size[0]} × {size[1]} px but the file "
-                    f"says {width} × {height}"
-                )
-        metadata = {k: v for k, v in img.items() if k not in IMAGE_CORE_FIELDS}
-        deep = [k for k, v in metadata.items() if _depth(v, MAX_EXTRA_DEPTH) > MAX_EXTRA_DEPTH]
-        if deep:  # it would be written back: deeper than JSON writers follow is refused now
-            problems.append(f"{where}: field {deep[0]!r} is nested more than {MAX_EXTRA_DEPTH} levels deep")
+        if problem is None:
+            seen_names[painting.file_name] = painting.id
+            if painting.id not in later:
+                problem = _image_file_problem(painting, context)
+        if problem is not None:
+            problems.append(problem)
             continue
-        doc.paintings[image_id] = Painting(image_id, file_name, width, height, metadata)
-        doc.records[image_id] = []
+        doc.paintings[painting.id] = painting
+        doc.records[painting.id] = []
 
     # --- categories --------------------------------------------------------------------
     category_emotion: dict[int, str] = {}
@@ -278,8 +407,7 @@ def parse_document(
             continue
         if emotion in emotion_category:
             problems.append(
-                f"category id {cat_id}: emotion {emotion!r} is already category "
-                f"{emotion_category[emotion]}"
+                f"category id {cat_id}: emotion {emotion!r} is already category {emotion_category[emotion]}"
             )
             category_emotion[cat_id] = ""
             continue
@@ -287,82 +415,312 @@ def parse_document(
         emotion_category[emotion] = cat_id
 
     # --- annotations -------------------------------------------------------------------
-    seen_ann: set[int] = set()
-    seen_pair: dict[tuple[int, str], int] = {}
     image_ids_listed = {img.get("id") for img in images if isinstance(img, dict)}
-    for index, ann in enumerate(annotations):
-        if not isinstance(ann, dict):
-            problems.append(f"annotations[{index}]: must be an object")
-            continue
-        ann_id = ann.get("id")
-        if not _is_int(ann_id):
-            problems.append(f"annotations[{index}]: 'id' must be an integer; found {ann_id!r}")
-            continue
-        where = f"annotation id {ann_id}"
-        if ann_id in seen_ann:
-            problems.append(f"{where}: duplicate annotation id")
-            continue
-        seen_ann.add(ann_id)
-        image_id, cat_id = ann.get("image_id"), ann.get("category_id")
-        painting = doc.paintings.get(image_id) if _is_int(image_id) else None
-        if painting is None:
-            if image_id in image_ids_listed:
-                continue  # that image already has a problem listed
-            problems.append(f"{where}: image_id {image_id!r} is not in 'images'")
-            continue
-        if not _is_int(cat_id) or cat_id not in category_emotion:
-            problems.append(f"{where}: category_id {cat_id!r} is not in 'categories'")
-            continue
-        emotion = category_emotion[cat_id]
-        if not emotion:
-            continue  # the category's problem is listed already
-        where = f"annotation id {ann_id} ({painting.file_name!r}, {emotion})"
-        pair = (image_id, emotion)
-        if pair in seen_pair:
-            problems.append(
-                f"{where}: a second record for this (painting, emotion); the first is "
-                f"annotation id {seen_pair[pair]} (keep one record per pair)"
-            )
-            continue
-        seen_pair[pair] = ann_id
-        record, record_problems = _parse_annotation(ann, emotion, painting)
-        problems.extend(f"{where}: {p}" for p in record_problems)
-        if record is not None and not record_problems:
-            doc.records[image_id].append(StoredRecord(ann_id, record))
+    records, record_problems = _parse_annotations(
+        annotations, doc.paintings, category_emotion, skip_images=image_ids_listed
+    )
+    problems.extend(record_problems)
+    for image_id, record in records:
+        doc.records[image_id].append(record)
+    _raise(problems, f"{root / 'annotations.json'}", "open the dataset again")
+    return doc
 
-    if len(problems) == 1:  # one line: the problem itself
-        error = DatasetError(
-            f"{root / 'annotations.json'}: {problems[0]}; nothing was loaded. Fix this record (or "
-            "remove it) and open the dataset again"
+
+def apply_entry(
+    doc: Document,
+    entry: Any,
+    root: Path,
+    *,
+    where: str,
+    check_images: bool = True,
+    header_cache: HeaderCache | None = None,
+    pending: dict[str, Path] | None = None,
+) -> None:
+    """Replay one journal line on ``doc`` (in place), checked like ``annotations.json``: either
+    the whole line applies or :class:`DatasetError` lists its problems and ``doc`` is unchanged.
+
+    A line holds ``paintings``: each ``{"image": <COCO image entry>, "annotations": [<COCO
+    annotation entry>, ...]}``, the painting's whole state after the write (its category ids are
+    always this project's own, :data:`CATEGORY_IDS`); and ``removed``: ids of removed paintings.
+    """
+    context = _Context(root, check_images, header_cache, pending or {})
+    problems: list[str] = []
+    if not isinstance(entry, dict):
+        _raise([f"expected an object; found {type(entry).__name__}"], where, "open the dataset again")
+    removed, paintings = entry.get("removed", []), entry.get("paintings", [])
+    if not isinstance(removed, list) or not isinstance(paintings, list):
+        _raise(["'removed' and 'paintings' must be lists"], where, "open the dataset again")
+    index = doc.index
+    gone = set()
+    for image_id in removed:
+        if not _is_int(image_id) or image_id not in doc.paintings:
+            problems.append(f"removes image id {image_id!r}, which is not in the dataset")
+        gone.add(image_id)
+    names: set[str] = set()
+    staged: list[tuple[Painting, list[StoredRecord]]] = []
+    for k, item in enumerate(paintings):
+        if not isinstance(item, dict) or not isinstance(item.get("annotations", []), list):
+            problems.append(f'paintings[{k}]: expected {{"image": {{...}}, "annotations": [...]}}')
+            continue
+        painting, problem = _parse_image(item.get("image"), f"paintings[{k}]")
+        if problem is None:
+            other = index.by_name.get(painting.file_name)
+            if painting.file_name in names or (other is not None and other.id != painting.id and other.id not in gone):
+                problem = f"image id {painting.id} ({painting.file_name!r}): another painting has this file_name"
+            else:
+                names.add(painting.file_name)
+                problem = _image_file_problem(painting, context)
+        if problem is not None:
+            problems.append(problem)
+            continue
+        records, record_problems = _parse_annotations(
+            item.get("annotations", []), {painting.id: painting}, JOURNAL_CATEGORIES, taken_ids=index.owners
         )
+        problems.extend(record_problems)
+        staged.append((painting, [record for _, record in records]))
+    _raise(problems, where, "open the dataset again")
+    for image_id in removed:
+        doc.drop(image_id)
+    for painting, records in staged:
+        doc.put(painting, records)
+
+
+def check_image_files(
+    doc: Document,
+    root: Path,
+    ids: Iterable[int],
+    *,
+    header_cache: HeaderCache | None = None,
+    pending: dict[str, Path] | None = None,
+    file: str = "annotations.json.journal",
+) -> None:
+    """Check the image files of the paintings ``ids`` (those still in ``doc``) as
+    :func:`parse_document` does: the journal's paintings, once it is replayed (a later line may
+    delete a file an earlier one wrote); or, with ``file="annotations.json"``, the paintings of
+    a parse read from the cache (:mod:`.parse_cache`), in the words of :func:`parse_document`."""
+    context = _Context(root, True, header_cache, pending or {})
+    paintings = [doc.paintings[i] for i in ids if i in doc.paintings]
+    problems = [problem for p in paintings if (problem := _image_file_problem(p, context))]
+    _raise(problems, f"{root / file}", "open the dataset again")
+
+
+def _raise(problems: list[str], where: str, then: str) -> None:
+    if len(problems) == 1:  # one line: the problem itself
+        error = DatasetError(f"{where}: {problems[0]}; nothing was loaded. Fix this record (or remove it) and {then}")
         error.problems = problems
         raise error
     if problems:
         raise DatasetError(
-            f"{root / 'annotations.json'}: {len(problems)} problems found; nothing was loaded. Fix "
-            "these records (or remove them) and open the dataset again",
+            f"{where}: {len(problems)} problems found; nothing was loaded. Fix these records (or "
+            f"remove them) and {then}",
             problems,
         )
-    return doc
 
 
-def _parse_annotation(ann: dict, emotion: str, painting: Painting) -> tuple[Stimulus | None, list[str]]:
+def _parse_image(img: Any, where: str) -> tuple[Painting | None, str | None]:
+    """A painting from a COCO image entry, or the problem with it (not its file: see
+    :func:`_image_file_problem`; nor uniqueness, which depends on the other entries)."""
+    if not isinstance(img, dict):
+        return None, f"{where}: must be an object"
+    image_id = img.get("id")
+    if not _is_int(image_id):
+        return None, f"{where}: 'id' must be an integer; found {image_id!r}"
+    where = f"image id {image_id}"
+    file_name = img.get("file_name")
+    name_problem = check_file_name(file_name)
+    if name_problem:
+        return None, f"{where}: {name_problem}"
+    where = f"image id {image_id} ({file_name!r})"
+    width, height = img.get("width"), img.get("height")
+    if not (_is_int(width) and _is_int(height) and width > 0 and height > 0):
+        return None, f"{where}: 'width' and 'height' must be positive integers"
+    if width * height > MAX_DECLARED_PIXELS:
+        return None, f"{where}: {width} × {height} px is not the size of a real image"
+    metadata = {k: v for k, v in img.items() if k not in IMAGE_CORE_FIELDS}
+    deep = [k for k, v in metadata.items() if _depth(v, MAX_EXTRA_DEPTH) > MAX_EXTRA_DEPTH]
+    if deep:  # it would be written back: deeper than JSON writers follow is refused now
+        return None, f"{where}: field {deep[0]!r} is nested more than {MAX_EXTRA_DEPTH} levels deep"
+    problem = painting_field_problem(metadata)
+    if problem:
+        return None, f"{where}: {problem}"
+    return Painting(image_id, file_name, width, height, metadata), None
+
+
+def painting_field_problem(metadata: dict[str, Any]) -> str | None:
+    """What is wrong with the painting fields the format defines (``skipped``,
+    ``annotation_seconds``) in ``metadata``, or None."""
+    skipped = metadata.get(SKIPPED)
+    if skipped is not None:
+        if not isinstance(skipped, dict) or not isinstance(skipped.get("reason"), str) or not skipped["reason"].strip():
+            shape = '{"reason": text, "annotator": name or null, "at": time}'
+            return f"'{SKIPPED}' must be null or {shape}; found {skipped!r}"
+        for key in ("annotator", "at"):
+            if skipped.get(key) is not None and not isinstance(skipped[key], str):
+                return f"'{SKIPPED}.{key}' must be a string or null; found {skipped[key]!r}"
+    seconds = metadata.get(ANNOTATION_SECONDS)
+    if seconds is not None and not _is_seconds(seconds):
+        return f"'{ANNOTATION_SECONDS}' must be a number of seconds >= 0; found {seconds!r}"
+    return None
+
+
+def _image_file_problem(painting: Painting, context: _Context) -> str | None:
+    """Why the painting's image file cannot be read as the entry says (None when it can, or when
+    images are not checked)."""
+    if not context.check_images:
+        return None
+    file_name = painting.file_name
+    where = f"image id {painting.id} ({file_name!r})"
+    image_dir = context.image_dir
+    path = image_dir / file_name
+    outside = outside_folder(path, image_dir, context.real_dirs)
+    if outside is not None:
+        return (
+            f"{where}: images/{file_name} is a link to {outside}, outside the dataset's "
+            "images/ folder; copy the file in instead of linking to it"
+        )
+    cache = context.header_cache or HeaderCache()
+    staged = context.pending.get(file_name)
+    size = cache.size(staged) if staged is not None else "is missing"
+    if size == "is missing":  # not staged, or moved into place meanwhile
+        size = cache.size(path, file_name)
+    if isinstance(size, str):
+        return f"{where}: images/{file_name} {size}"
+    if size != (painting.width, painting.height):
+        return (
+            f"{where}: images/{file_name} is {size[0]} × {size[1]} px but the file "
+            f"says {painting.width} × {painting.height}"
+        )
+    return None
+
+
+def _parse_annotations(
+    annotations: list[Any],
+    paintings: dict[int, Painting],
+    category_emotion: dict[int, str],
+    *,
+    skip_images: set[Any] = frozenset(),
+    taken_ids: dict[int, int] | None = None,
+) -> tuple[list[tuple[int, StoredRecord]], list[str]]:
+    """Records from COCO annotation entries, and every problem with them.
+
+    ``skip_images``: image ids whose entry already has a problem listed (their annotations are
+    not reported again). ``taken_ids``: annotation ids already used by other paintings (id ->
+    image id), for a journal line checked against the document it extends.
+    """
     problems: list[str] = []
-    h, w = painting.height, painting.width
+    # 1. which record of which painting and emotion each entry is
+    items: list[tuple[dict, int, int, Painting, str]] = []
+    seen_ann: set[int] = set()
+    taken_ids = taken_ids or {}
+    for index, ann in enumerate(annotations):
+        if type(ann) is not dict:
+            problems.append(f"annotations[{index}]: must be an object")
+            continue
+        ann_id = ann.get("id")
+        if type(ann_id) is not int:
+            problems.append(f"annotations[{index}]: 'id' must be an integer; found {ann_id!r}")
+            continue
+        if ann_id in seen_ann:
+            problems.append(f"annotation id {ann_id}: duplicate annotation id")
+            continue
+        seen_ann.add(ann_id)
+        image_id, cat_id = ann.get("image_id"), ann.get("category_id")
+        painting = paintings.get(image_id) if type(image_id) is int else None
+        if painting is None:
+            if image_id in skip_images:
+                continue  # that image already has a problem listed
+            problems.append(f"annotation id {ann_id}: image_id {image_id!r} is not in 'images'")
+            continue
+        if taken_ids and taken_ids.get(ann_id, image_id) != image_id:
+            problems.append(
+                f"annotation id {ann_id}: duplicate annotation id (image id {taken_ids[ann_id]} has it too)"
+            )
+            continue
+        emotion = category_emotion.get(cat_id) if type(cat_id) is int else None
+        if emotion is None:
+            problems.append(f"annotation id {ann_id}: category_id {cat_id!r} is not in 'categories'")
+            continue
+        if emotion:  # else the category's problem is listed already
+            items.append((ann, ann_id, image_id, painting, emotion))
 
-    segmentation = ann.get("segmentation")
+    # 2. compressed RLE strings of the right size, checked all at once
+    batch: list[int] = []
+    counts: list[str] = []
+    for k, (ann, _, _, painting, _) in enumerate(items):
+        seg = ann.get("segmentation")
+        if (
+            type(seg) is dict
+            and type(seg.get("counts")) is str
+            and seg.get("size") == [painting.height, painting.width]
+        ):
+            batch.append(k)
+            counts.append(seg["counts"])
+    checked: dict[int, RLE | str] = {}
+    if batch:
+        heights = [items[k][3].height for k in batch]
+        widths = [items[k][3].width for k in batch]
+        areas, errors = check_compressed(counts, heights, widths)
+        areas = areas.tolist()
+        for j, k in enumerate(batch):
+            error = errors.get(j)
+            checked[k] = (
+                f"undecodable segmentation: {error}" if error else RLE(heights[j], widths[j], counts[j], areas[j])
+            )
+
+    # 3. the records, one per slot of each pair
+    records: list[tuple[int, StoredRecord]] = []
+    seen_slot: dict[tuple, int] = {}
+    for k, (ann, ann_id, image_id, painting, emotion) in enumerate(items):
+        record, record_problems = _parse_annotation(ann, emotion, painting, checked.get(k))
+        if record_problems:
+            where = f"annotation id {ann_id} ({painting.file_name!r}, {emotion})"
+            problems.extend(f"{where}: {p}" for p in record_problems)
+            continue
+        # the slot (see Slot), as a plain tuple: cheaper to make and hash by the ten thousand
+        key = (image_id, emotion, record.adjudicated, record.reviewed and record.annotator, record.reviewed)
+        first = seen_slot.setdefault(key, ann_id)
+        if first != ann_id:
+            slot = record.slot
+            what = {"draft": "unreviewed draft", "adjudicated": "adjudicated record"}.get(
+                slot.kind, f"record of annotator {slot.label!r}"
+            )
+            problems.append(
+                f"annotation id {ann_id} ({painting.file_name!r}, {emotion}): a second record for "
+                f"this (painting, emotion): a second {what}; the first is annotation id "
+                f"{first} (keep one draft, one adjudicated record and one record per "
+                "annotator for each pair)"
+            )
+            continue
+        records.append((image_id, StoredRecord(ann_id, record)))
+    return records, problems
+
+
+def _parse_annotation(
+    ann: dict, emotion: str, painting: Painting, checked: RLE | str | None = None
+) -> tuple[Stimulus | None, list[str]]:
+    # written for speed (a large dataset has tens of thousands of records): one lookup and one
+    # type test per field on the way through, the messages only when something is wrong
+    problems: list[str] = []
+    get = ann.get
     rle: RLE | None = None
-    if segmentation is not None:
-        try:
-            rle = parse_segmentation(segmentation, h, w)
-        except RLEError as exc:
-            problems.append(f"undecodable segmentation: {exc}")
-
-    no_stimulus = ann.get("no_stimulus", False)
-    has_mask = ann.get("has_mask", True)
-    for key, value in (("no_stimulus", no_stimulus), ("has_mask", has_mask)):
-        if not isinstance(value, bool):
-            problems.append(f"'{key}' must be true or false; found {value!r}")
+    if checked is not None:
+        if type(checked) is str:
+            problems.append(checked)
+        else:
+            rle = checked
+    else:
+        segmentation = get("segmentation")
+        if segmentation is not None:
+            try:
+                rle = parse_segmentation(segmentation, painting.height, painting.width)
+            except RLEError as exc:
+                problems.append(f"undecodable segmentation: {exc}")
+    no_stimulus = get("no_stimulus", False)
+    has_mask = get("has_mask", True)
+    if type(no_stimulus) is not bool:
+        problems.append(f"'no_stimulus' must be true or false; found {no_stimulus!r}")
+    if type(has_mask) is not bool:
+        problems.append(f"'has_mask' must be true or false; found {has_mask!r}")
     if problems:
         return None, problems
 
@@ -373,76 +731,84 @@ def _parse_annotation(ann: dict, emotion: str, painting: Painting) -> tuple[Stim
                 "segmentation (or give the record one of the eight emotions)"
             )
         rle = None
+        no_stimulus = False
     elif no_stimulus:
         if rle is not None and rle.area > 0:
             problems.append("no_stimulus is true but the mask is not empty")
-        rle = empty_rle(h, w)
+        rle = empty_rle(painting.height, painting.width)
     elif not has_mask:
         if rle is not None and rle.area > 0:
             problems.append("has_mask is false but the segmentation is not empty")
         rle = None
 
-    explanations = ann.get("explanations")
-    explanation = ann.get("explanation")
+    explanations = get("explanations")
+    explanation = get("explanation")
     if explanations is None:
         explanations = []
-    if not isinstance(explanations, list) or not all(isinstance(e, str) for e in explanations):
+    elif type(explanations) is not list or not all(type(e) is str for e in explanations):
         problems.append("'explanations' must be a list of strings")
         explanations = []
-    if explanation is not None and not isinstance(explanation, str):
+    if explanation is not None and type(explanation) is not str:
         problems.append("'explanation' must be a string")
         explanation = None
-    explanations = list(explanations)
     if explanation and explanation not in explanations:
-        explanations.insert(0, explanation)
+        explanations = [explanation, *explanations]
 
-    source = ann.get("source", "human")
+    source = get("source", "human")
     if source is None:
         source = "human"
-    if not isinstance(source, str):
+    elif type(source) is not str:
         problems.append(f"'source' must be a string ('human' or 'model:<id>'); found {source!r}")
-    edited = ann.get("edited", False)
-    if not isinstance(edited, bool):
+    edited = get("edited", False)
+    if type(edited) is not bool:
         problems.append(f"'edited' must be true or false; found {edited!r}")
-    annotator = ann.get("annotator")
-    if annotator is not None and not isinstance(annotator, str):
+    annotator = get("annotator")
+    if annotator is not None and type(annotator) is not str:
         problems.append(f"'annotator' must be a string or null; found {annotator!r}")
-    reviewed = ann.get("reviewed")
-    if reviewed is not None and not isinstance(reviewed, bool):
+    reviewed = get("reviewed")
+    if reviewed is not None and type(reviewed) is not bool:
         problems.append(f"'reviewed' must be true or false; found {reviewed!r}")
-    score = ann.get("score")
-    if score is not None and (
-        isinstance(score, bool) or not isinstance(score, (int, float)) or not math.isfinite(score)
-    ):
+    adjudicated = get("adjudicated", False)
+    if type(adjudicated) is not bool:
+        problems.append(f"'adjudicated' must be true or false; found {adjudicated!r}")
+    elif adjudicated and reviewed is False:
+        problems.append("an adjudicated record is a reviewer's decision: 'reviewed' must be true")
+    seconds = get("annotation_seconds", 0)
+    if seconds is None:
+        seconds = 0
+    elif type(seconds) is not int and not _is_seconds(seconds) or type(seconds) is int and seconds < 0:
+        problems.append(f"'annotation_seconds' must be a number of seconds >= 0; found {seconds!r}")
+    score = get("score")
+    if score is not None and not (type(score) in (int, float) and math.isfinite(score)):
         problems.append(f"'score' must be a number or null; found {score!r}")
-    for key in ("created", "modified"):
-        value = ann.get(key)
-        if value is not None and not isinstance(value, str):
-            problems.append(f"'{key}' must be an ISO 8601 string or null; found {value!r}")
+    created, modified = get("created"), get("modified")
+    if created is not None and type(created) is not str:
+        problems.append(f"'created' must be an ISO 8601 string or null; found {created!r}")
+    if modified is not None and type(modified) is not str:
+        problems.append(f"'modified' must be an ISO 8601 string or null; found {modified!r}")
     if problems:
         return None, problems
 
-    extra = {k: v for k, v in ann.items() if k not in ANNOTATION_FIELDS}
-    for key, value in extra.items():
-        if _depth(value, MAX_EXTRA_DEPTH) > MAX_EXTRA_DEPTH:
-            problems.append(f"field {key!r} is nested more than {MAX_EXTRA_DEPTH} levels deep")
-    if problems:
-        return None, problems
-    stimulus = Stimulus._stored(
-        rle,
-        emotion=emotion,
-        explanations=explanations,
-        no_stimulus=no_stimulus and emotion != SOMETHING_ELSE,
-        source=source,
-        edited=edited,
-        annotator=annotator,
-        score=score,
-        created=ann.get("created"),
-        modified=ann.get("modified"),
-        extra=extra,
-        reviewed=reviewed,
-    )
+    extra = {}
+    unknown = ann.keys() - _KNOWN_FIELDS
+    if unknown:
+        extra = {k: ann[k] for k in ann if k in unknown}
+        for key, value in extra.items():
+            if isinstance(value, (dict, list)) and _depth(value, MAX_EXTRA_DEPTH) > MAX_EXTRA_DEPTH:
+                problems.append(f"field {key!r} is nested more than {MAX_EXTRA_DEPTH} levels deep")
+        if problems:
+            return None, problems
+    if reviewed is None:
+        reviewed = Stimulus.derive_reviewed(source, edited, no_stimulus, annotator)
+    stimulus = Stimulus._checked(
+        rle, emotion, explanations if explanations is not get("explanations") else list(explanations),
+        no_stimulus, source, edited, annotator, None if score is None else float(score), created, modified,
+        extra, reviewed or adjudicated, adjudicated, float(seconds),
+    )  # fmt: skip
     return stimulus, []
+
+
+_KNOWN_FIELDS = frozenset(ANNOTATION_FIELDS)
 
 
 class _NotJSON(ValueError):
@@ -483,11 +849,9 @@ def parse_json_text(text: str, path: os.PathLike | str) -> Any:
         found = re.search(r"(?<![\w.\"])" + re.escape(token) + r"(?![\w.\"])", text)
         where = " at line {}, column {}".format(*_line_column(text, found.start())) if found else ""
         raise DatasetError(
-            f"{path}: not valid JSON{where} ({token} is not a JSON number: use a finite number "
-            f"or null); {fix}"
+            f"{path}: not valid JSON{where} ({token} is not a JSON number: use a finite number or null); {fix}"
         ) from None
     except RecursionError:
         raise DatasetError(
-            f"{path}: not valid JSON for this reader: arrays or objects nested thousands of levels "
-            f"deep; {fix}"
+            f"{path}: not valid JSON for this reader: arrays or objects nested thousands of levels deep; {fix}"
         ) from None

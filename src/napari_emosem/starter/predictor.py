@@ -319,6 +319,17 @@ class StarterPredictor(Predictor):
         distance = (dp**2).sum(-1) * scale**2 + (dc**2).sum(-1)
         return np.argmin(distance, axis=1)
 
+    def image_features(self) -> np.ndarray:
+        """The base descriptor (colour histogram, grey thumbnail) of the working copy, rebuilt
+        from its Lab pixels: the starter keeps no RGB copy of the painting."""
+        from skimage.color import lab2rgb
+
+        from ..campaign.queue import colour_features
+
+        painting = self._require_painting()
+        lab = painting.lab.reshape(*painting.grid.small_shape, 3)
+        return colour_features(np.round(np.clip(lab2rgb(lab), 0, 1) * 255).astype(np.uint8))
+
 
 def _emotion(name: str) -> str:
     emotion = normalise_emotion(name)

@@ -1,15 +1,14 @@
 """Resumable training state without pickle: tensors in safetensors, everything else in JSON.
 
-Written at the end of every epoch into ``<run>/state/`` (a temporary folder renamed into place),
-so a run killed at any moment resumes from its last finished epoch.
+Written at the end of every epoch into ``<run>/state/``, replaced atomically (see
+:mod:`napari_emosem.atomic_folder`), so a run killed at any moment resumes from its last finished
+epoch.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import torch
@@ -22,11 +21,9 @@ STATE_DIR = "state"
 def save_state(run_dir: Path, model, optimizer: torch.optim.Optimizer, info: dict) -> None:
     from safetensors.torch import save_file
 
-    from ..checkpoint import _swap_into_place
+    from ..atomic_folder import replacing_folder
 
-    run_dir.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=run_dir, prefix=".state."))
-    try:
+    with replacing_folder(run_dir / STATE_DIR) as tmp:
         weights = {k: v.detach().cpu().contiguous() for k, v in model.trainable_state_dict().items()}
         save_file(weights, str(tmp / "weights.safetensors"))
         opt = optimizer.state_dict()
@@ -40,10 +37,6 @@ def save_state(run_dir: Path, model, optimizer: torch.optim.Optimizer, info: dic
         save_file(tensors, str(tmp / "optimizer.safetensors"))
         info = dict(info, optimizer_scalars=scalars)
         (tmp / "state.json").write_text(json.dumps(info, indent=1) + "\n")
-        _swap_into_place(tmp, run_dir / STATE_DIR)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 def read_state_info(run_dir: str | os.PathLike) -> dict:
@@ -103,6 +96,10 @@ def load_state(run_dir: Path, model, optimizer: torch.optim.Optimizer) -> dict:
 
 
 def has_state(run_dir: str | os.PathLike) -> bool:
+    from ..atomic_folder import clean_interrupted
+
+    if not (Path(run_dir) / STATE_DIR).exists():
+        clean_interrupted(run_dir)  # a save killed between its two renames: finish it
     return (Path(run_dir) / STATE_DIR / "state.json").is_file()
 
 
