@@ -327,7 +327,7 @@ def test_active_time_adds_to_what_earlier_visits_stored_and_other_fields_stay(tm
     dataset = StimulusDataset.open(root, create=True)
     image = painting()
     mask = box(image.shape[:2], 5, 20, 5, 20)
-    earlier = Stimulus("fear", mask, ["dark"], extra={"annotation_seconds": 12.0, "artemis_id": 7})
+    earlier = Stimulus("fear", mask, ["dark"], annotation_seconds=12.0, extra={"artemis_id": 7})
     dataset.write_painting(image, "p.png", [earlier], metadata={"annotation_seconds": 40.0, "artist": "x"})
     stored = dataset.painting("p.png")
     session = AnnotationSession.from_stimuli(
@@ -340,12 +340,12 @@ def test_active_time_adds_to_what_earlier_visits_stored_and_other_fields_stay(tm
     assert session.unsaved_seconds == 30.0
     session.export(dataset)  # the dataset already open: nothing read again
     record = dataset.stimulus("p.png", "fear")
-    assert record.extra == {"annotation_seconds": 20.0, "artemis_id": 7}
+    assert record.annotation_seconds == 20.0 and record.extra == {"artemis_id": 7}
     assert dataset.painting("p.png").metadata == {"annotation_seconds": 70.0, "artist": "x"}
     assert session.unsaved_seconds == 0.0
     session.set_active_time(45.0, {"fear": 20.0})  # the same visit, later: not counted twice
     session.export(dataset)
-    assert StimulusDataset.open(root).stimulus("p.png", "fear").extra["annotation_seconds"] == 32.0
+    assert StimulusDataset.open(root).stimulus("p.png", "fear").annotation_seconds == 32.0
     assert StimulusDataset.open(root).painting("p.png").metadata["annotation_seconds"] == 85.0
     # the autosave keeps the stored time and the other fields too
     state = session["fear"].to_state()

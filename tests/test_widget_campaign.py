@@ -271,8 +271,8 @@ def test_active_time_is_recorded_per_pair_and_per_painting(annotator, tmp_path):
     widget.mark_no_stimulus("sadness")  # the 20 s go to fear, still selected
     widget.next_painting()
     dataset = StimulusDataset.open(root)
-    seconds = {s.emotion: s.extra.get("annotation_seconds") for s in dataset.stimuli("painting-0.png")}
-    assert seconds == {"awe": 15.0, "fear": 20.0, "sadness": None}
+    seconds = {s.emotion: s.annotation_seconds for s in dataset.stimuli("painting-0.png")}
+    assert seconds == {"awe": 15.0, "fear": 20.0, "sadness": 0.0}
     assert dataset.painting("painting-0.png").metadata["annotation_seconds"] == 35.0
     # a second visit adds to what is stored
     widget.previous_painting() if widget.campaign.skip_done is False else None
@@ -284,7 +284,7 @@ def test_active_time_is_recorded_per_pair_and_per_painting(annotator, tmp_path):
     widget.mark_no_stimulus("awe")  # and again
     widget.next_painting()
     dataset = StimulusDataset.open(root)
-    assert {s.emotion: s.extra.get("annotation_seconds") for s in dataset.stimuli("painting-0.png")}["awe"] == 19.0
+    assert dataset.stimulus("painting-0.png", "awe").annotation_seconds == 19.0
     assert dataset.painting("painting-0.png").metadata["annotation_seconds"] == pytest.approx(39.0)
     progress = campaign_progress(dataset)
     assert progress.paintings[0].seconds == pytest.approx(39.0) and progress.median_seconds == pytest.approx(39.0)

@@ -16,8 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from ..campaign.status import ANNOTATION_SECONDS
 from ..data import Stimulus, StimulusDataset
+from ..data.records import ANNOTATION_SECONDS
 from ..emotions import EMOTIONS, normalise_emotion
 from ..errors import EmoSEMError
 from ..image_io import image_digest, load_image
@@ -35,6 +35,8 @@ PASSTHROUGH_FIELDS = (
     "score",
     "created",
     "modified",
+    "adjudicated",
+    "annotation_seconds",
 )
 
 
@@ -70,7 +72,9 @@ def annotation_from_stimulus(stimulus: Any, shape: Sequence[int]) -> EmotionAnno
         mask = np.asarray(stimulus.mask).astype(bool)
     texts = list(stimulus.explanations or [])
     extra = dict(stimulus.extra or {})
-    seconds = as_seconds(extra.pop(ANNOTATION_SECONDS, None))
+    # a record field since format 2; an older caller's record may still carry it in extra
+    stored = as_seconds(getattr(stimulus, ANNOTATION_SECONDS, 0.0))
+    seconds = max(stored, as_seconds(extra.pop(ANNOTATION_SECONDS, None)))
     if stimulus.no_stimulus:
         status = Status.NO_STIMULUS
     elif stimulus.reviewed:
@@ -126,10 +130,6 @@ def to_stimuli(
     for item in items:
         emotion = item.emotion
         texts = [t for t in [item.explanation, *item.more_explanations] if t.strip()]
-        extra = dict(item.extra)
-        total = round(item.seconds + seconds.get(emotion, 0.0), 1)
-        if total > 0:
-            extra[ANNOTATION_SECONDS] = total
         common = dict(
             explanations=texts,
             source=item.source,
@@ -139,7 +139,8 @@ def to_stimuli(
             score=item.score if item.from_model else None,
             created=item.created,
             modified=item.modified,
-            extra=extra,
+            extra=dict(item.extra),
+            annotation_seconds=round(item.seconds + seconds.get(emotion, 0.0), 1),
         )
         if item.status == Status.REJECTED:
             skipped[emotion] = "rejected"

@@ -18,13 +18,9 @@ from psygnal import Signal, SignalGroup
 from ...data import Stimulus, StimulusDataset
 from ...errors import EmoSEMError
 from ...image_io import image_digest
+from ...propose import propose_pending
 from .base import Failed
 from .model import ModelJob
-
-try:
-    from ...propose import propose_pending
-except ImportError:  # the core's function is not merged yet: the stand-in below until it is
-    propose_pending = None
 
 
 @dataclass(frozen=True)
@@ -91,8 +87,7 @@ class ReproposeJob(ModelJob):
             self.model = predictor.description
             # opened here, not shared with the GUI thread: the two write under the dataset's lock
             dataset = StimulusDataset.open(self.root)
-            run = propose_pending or _propose_pending
-            self._pending = run(dataset, _ThroughCache(predictor, self.cache), emotions=list(self.emotions))
+            self._pending = propose_pending(dataset, _ThroughCache(predictor, self.cache), emotions=list(self.emotions))
             done, total, failed = 0, 0, []  # counted here: the GUI thread may not have seen the last step yet
             for step in self._pending:
                 done, total = step.index, step.total
@@ -147,45 +142,3 @@ class _ThroughCache:
 
     def __getattr__(self, name):
         return getattr(self._predictor, name)
-
-
-@dataclass(frozen=True)
-class _ProposeStep:
-    index: int
-    total: int
-    file_name: str
-    error: str | None
-
-
-def _propose_pending(dataset: StimulusDataset, predictor, *, emotions=None) -> Iterator[_ProposeStep]:
-    """Stand-in for ``napari_emosem.propose.propose_pending`` (same interface) until it is merged:
-    drafts for the campaign's emotions nobody reviewed, on every painting neither done nor skipped,
-    written in merge mode (the dataset keeps any reviewed record)."""
-    from ...campaign import PaintingStatus, campaign_progress, read_settings
-    from ...data import PaintingUpdate
-
-    settings = read_settings(dataset.root)
-    wanted = list(emotions or settings.emotions)
-    todo = [
-        p for p in campaign_progress(dataset, settings).paintings
-        if p.status not in (PaintingStatus.DONE, PaintingStatus.SKIPPED)
-    ]  # fmt: skip
-    for index, progress in enumerate(todo, start=1):
-        painting, error = progress.painting, None
-        reviewed = {s.emotion for s in dataset.stimuli(painting) if s.reviewed}
-        emotions_left = [e for e in wanted if e not in reviewed]
-        try:
-            predictor.set_image(dataset.image(painting))
-            proposals = predictor.propose(emotions_left, explain=True)
-            stimuli = [
-                Stimulus(
-                    p.emotion, p.mask, [p.explanation] if p.explanation else [], source=predictor.source,
-                    score=round(float(p.score), 4), reviewed=False,
-                )
-                for p in proposals
-            ]  # fmt: skip
-            update = PaintingUpdate(dataset.image_path(painting), painting.file_name, stimuli, records="merge")
-            dataset.write_paintings([update])
-        except EmoSEMError as exc:
-            error = str(exc)
-        yield _ProposeStep(index, len(todo), painting.file_name, error)
