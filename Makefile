@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 PAINTING ?= src/napari_emosem/paintings/madame-cezanne-in-blue-1890.jpg
 OUT ?= emosem-demo
 
-.PHONY: setup demo test lint system-deps bench screenshot clean
+.PHONY: setup demo test lint system-deps bench bench-queue screenshot clean
 
 # One environment for the tool and its tests; torch pinned by constraints.txt.
 $(VENV)/.installed: pyproject.toml constraints.txt
@@ -31,12 +31,21 @@ lint: setup
 system-deps:
 	@scripts/install-system-deps
 
+# Each benchmark prints a table and writes JSON to benchmarks/results/ (see README, Performance).
 bench: setup
+	$(PY) benchmarks/bench_vs_sam.py
+	$(PY) benchmarks/bench_collection.py
+	$(PY) benchmarks/bench_precision.py
 	$(PY) benchmarks/bench_model.py
 	$(PY) benchmarks/bench_train_cache.py
 	$(PY) benchmarks/bench_starter.py
 	$(PY) benchmarks/bench_dataset.py
+	$(PY) benchmarks/bench_campaign.py
 	xvfb-run -a $(PY) benchmarks/bench_responsiveness.py
+
+# The queue study (docs/queue.md): simulated campaigns, about 40 min on 2 CPU cores.
+bench-queue: setup
+	$(PY) benchmarks/bench_queue.py
 
 screenshot: setup system-deps
 	xvfb-run -a -s "-screen 0 1600x1000x24" $(PY) scripts/screenshot.py

@@ -92,7 +92,8 @@ def save_checkpoint(
             "id": f"emosem-{model.config.name}-{created:%Y%m%d-%H%M%S}-{weights_hash[:6]}",
             "version": (parent.version + 1) if parent else 1,
             "preset": model.config.name,
-            "created": created.isoformat(timespec="seconds"),
+            # to the microsecond: two fine-tunes of one preset can finish within one second
+            "created": created.isoformat(timespec="microseconds"),
             "base": identity.to_dict(),
             "language_model_signature": lm_signature(model),
             "emotions": list(model.config.emotions),
@@ -352,8 +353,8 @@ def list_checkpoints(root: str | os.PathLike | None = None) -> list[CheckpointIn
 
 
 def checkpoint_order(info: CheckpointInfo) -> tuple:
-    """Sort key, oldest first: creation time (compared as a time), then version, since two
-    fine-tunes within one second share a creation time and the later one has the higher version."""
+    """Sort key, oldest first: creation time (compared as a time; stamped to the microsecond, older
+    checkpoints to the second), then version for those older ones that share a second."""
     from .data.records import parse_time
 
     created = parse_time(info.metadata.get("created")) or datetime.min.replace(tzinfo=UTC)

@@ -16,12 +16,20 @@ The result is shaped like the JSON ``emosem evaluate`` writes::
 
 Values are fractions in [0, 1] (CIDEr can exceed 1); None where there was nothing to measure.
 
-Which pairs count: segmentation uses every ground-truth record of the chosen emotions whose mask
-is not empty (empty masks and ``no_stimulus`` records are skipped, as APOLO does); a pair the
-predictions do not cover scores IoU 0. Explanations use every ground-truth record with at least
-one explanation, against the predicted explanation of that pair; pairs without a predicted
+Which pairs count: segmentation uses every ground-truth pair of the chosen emotions whose truth
+mask is not empty (empty masks and ``no_stimulus`` records are skipped, as APOLO does); a pair the
+predictions do not cover scores IoU 0. Explanations use every ground-truth pair with at least one
+explanation, against the predicted explanation of that pair; pairs without a predicted
 explanation are left out (their count is reported), since captioning metrics have no "empty
 candidate" score.
+
+With several annotators (``docs/annotators.md``): a pair's truth mask is the majority mask of its
+target (the adjudicated mask, else the consensus of the votes: pixels marked by at least half the
+annotators; one annotator's mask when there is one), else the pair's effective record's mask (a
+draft, as for one annotator); its references are every person's explanation. When some pair has
+two or more annotators the metrics gain ``"human"``: the human ceiling
+(:mod:`napari_emosem.human_ceiling`) and, under ``"model"``, the model on the pairs the ceiling
+scored.
 """
 
 from __future__ import annotations
@@ -31,8 +39,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .annotators.consensus import majority_mask
 from .data import Painting, StimulusDataset
+from .data.records import PairRecords
 from .emotions import EMOTIONS, parse_emotions
+from .human_ceiling import human_ceiling
 from .metrics import CAPTION_METRICS, apolo_iou, caption_scores, summarise_ious
 
 
@@ -96,15 +107,17 @@ def evaluate_report(
     seg_truth: dict[tuple[int, str], str] = {}  # (painting id, emotion) -> "name/emotion"
     references: dict[tuple[int, str], list[str]] = {}
     skipped_empty = 0
-    for painting, s in ground_truth.pairs(chosen):
-        key = (painting.id, s.emotion)
-        if s.has_mask:
-            if s.area > 0 and not s.no_stimulus:
-                seg_truth[key] = f"{painting.file_name}/{s.emotion}"
-            else:
-                skipped_empty += 1
-        if s.explanations:
-            references[key] = list(s.explanations)
+    pairs = ground_truth.every_pair(chosen)
+    for pair in pairs:
+        key = (pair.painting.id, pair.emotion)
+        present = truth_present(pair)
+        if present:
+            seg_truth[key] = f"{pair.painting.file_name}/{pair.emotion}"
+        elif present is not None:
+            skipped_empty += 1
+        refs = reference_explanations(pair)
+        if refs:
+            references[key] = refs
 
     items = predictions.values() if isinstance(predictions, Mapping) else predictions
     ious: dict[tuple[int, str], float] = {}
@@ -123,8 +136,7 @@ def evaluate_report(
         if key in seg_truth:
             soft = prediction.probability if prediction.probability is not None else prediction.mask
             if soft is not None:
-                truth = ground_truth.stimulus(painting, emotion).mask
-                ious[key] = apolo_iou(soft, truth)
+                ious[key] = apolo_iou(soft, truth_mask(ground_truth.pair(painting, emotion)))
         if key in references and prediction.explanation and prediction.explanation.strip():
             candidates[key] = prediction.explanation
 
@@ -149,14 +161,66 @@ def evaluate_report(
             explanation["per_emotion"][e] = {k: group[k] for k in CAPTION_METRICS}
             pair_counts[e] = group["pairs"]
 
+    metrics = {"segmentation": segmentation, "explanation": explanation}
+    ceiling = human_ceiling(pairs, chosen, explanations=explanations)
+    if ceiling is not None:
+        metrics["human"] = ceiling.metrics
+        same = {"segmentation": summarise_ious(v for k, v in ious.items() if k in ceiling.mask_pairs)}
+        same["explanation"] = {k: None for k in CAPTION_METRICS} | {"pairs": 0}
+        chosen_candidates = {k: c for k, c in candidates.items() if k in ceiling.explanation_pairs}
+        if chosen_candidates:
+            if len(chosen_candidates) == len(candidates):
+                same_scores = scores  # the same set: no second Java run
+            else:
+                same_scores = caption_scores(references, chosen_candidates)
+            same["explanation"] = {k: same_scores[k] for k in CAPTION_METRICS} | {"pairs": same_scores["pairs"]}
+        metrics["human"]["model"] = same
     return EvaluationReport(
-        metrics={"segmentation": segmentation, "explanation": explanation},
+        metrics=metrics,
         missing_masks=missing,
         missing_explanations=sum(1 for k in references if k not in candidates) if explanations else 0,
         skipped_empty=skipped_empty,
         unmatched_predictions=unmatched,
         explanation_pairs=pair_counts,
     )
+
+
+def truth_mask(pair: PairRecords) -> np.ndarray | None:
+    """The bool mask a pair's predictions are scored against (see the module docstring), or None
+    when the pair has no mask (text only). Empty for *no stimulus*."""
+    target = pair.target()
+    if target is not None:
+        return majority_mask(target)
+    record = pair.effective
+    if record is None or not record.has_mask:
+        return None
+    if record.no_stimulus:
+        return np.zeros(pair.painting.shape, bool)
+    return record.mask
+
+
+def truth_present(pair: PairRecords) -> bool | None:
+    """Whether the pair's truth mask marks any pixel (None: it has no mask); without decoding
+    masks where one record decides it."""
+    adjudicated, votes = pair.adjudicated, pair.votes
+    if adjudicated is not None and adjudicated.has_mask:
+        record = adjudicated
+    elif len(votes) >= 2:
+        return bool(truth_mask(pair).any())  # the majority of several masks: decode them
+    else:
+        record = votes[0] if votes else pair.effective
+    if record is None or not record.has_mask:
+        return None
+    return record.area > 0 and not record.no_stimulus
+
+
+def reference_explanations(pair: PairRecords) -> list[str]:
+    """Every person's explanation of the pair (as ArtEmis evaluates); a draft's when nobody
+    wrote one and the draft is the pair's record."""
+    if pair.explanations:
+        return pair.explanations
+    record = pair.effective
+    return list(record.explanations) if record is not None and not record.reviewed else []
 
 
 # ----------------------------------------------------------------------------- sources
@@ -192,16 +256,15 @@ def predictions_from_predictor(
     """Run ``predictor`` on each ground-truth painting that has records of the chosen emotions:
     ``set_image(ds.image(p))`` then ``propose(emotions with ground truth, explain=...,
     with_probability=True)``."""
-    chosen = parse_emotions(emotions)
-    todo: list[tuple[Painting, list[str]]] = []
-    for painting in ground_truth.paintings:
-        have = {
-            s.emotion
-            for s in ground_truth.stimuli(painting)
-            if s.emotion in chosen and ((s.has_mask and s.area > 0 and not s.no_stimulus) or (explain and s.explanations))
-        }
-        if have:
-            todo.append((painting, [e for e in EMOTIONS if e in have]))
+    have: dict[int, set[str]] = {}
+    for pair in ground_truth.every_pair(emotions):
+        if truth_present(pair) or (explain and reference_explanations(pair)):
+            have.setdefault(pair.painting.id, set()).add(pair.emotion)
+    todo: list[tuple[Painting, list[str]]] = [
+        (painting, [e for e in EMOTIONS if e in have[painting.id]])
+        for painting in ground_truth.paintings
+        if painting.id in have
+    ]
     for index, (painting, wanted) in enumerate(todo):
         if progress is not None:
             progress(index, len(todo), painting)
@@ -228,11 +291,25 @@ def format_table(report: EvaluationReport) -> str:
         n_exp = report.explanation_pairs.get(emotion, 0)
         if s["pairs"] or n_exp:
             rows.append(_row(emotion, s, exp["per_emotion"][emotion], n_exp))
-    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-    lines = ["  ".join(str(c).rjust(w) if i else str(c).ljust(w) for i, (c, w) in enumerate(zip(r, widths)))
-             for r in [header, *rows]]  # fmt: skip
+    human = report.metrics.get("human")
+    ceiling_rows = _ceiling_rows(human) if human else []
+    widths = [max(len(str(r[i])) for r in [header, *rows, *ceiling_rows]) for i in range(len(header))]
+
+    def line(r):
+        return "  ".join(str(c).rjust(w) if i else str(c).ljust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True)))
+
+    lines = [line(r) for r in [header, *rows]]
     lines.insert(1, "-" * len(lines[0]))
+    if ceiling_rows:
+        lines.append("-" * len(lines[0]))
+        lines.append(
+            f"human ceiling: each annotator against the others' consensus, on the {human['pairs']} pairs "
+            "with 2+ annotators (docs/annotators.md)"
+        )
+        lines.extend(line(r) for r in ceiling_rows)
     notes = ["(segmentation: APOLO protocol; values ×100; 'pairs' = masks scored, 'expl.' = explanations scored)"]
+    if ceiling_rows:
+        notes.append("(human ceiling: 'pairs' and 'expl.' count scores, one per annotator and pair)")
     if report.missing_masks:
         shown = ", ".join(report.missing_masks[:5]) + (", …" if len(report.missing_masks) > 5 else "")
         notes.append(f"{len(report.missing_masks)} ground-truth masks had no prediction and scored 0: {shown}")
@@ -243,6 +320,22 @@ def format_table(report: EvaluationReport) -> str:
     if report.unmatched_predictions:
         notes.append(f"{report.unmatched_predictions} predictions matched no ground-truth pair (ignored)")
     return "\n".join(lines + notes)
+
+
+def _ceiling_rows(human: dict) -> list[list[str]]:
+    """The human ceiling overall and per annotator, then the model on the same pairs."""
+    seg, exp = human["segmentation"], human["explanation"]
+    rows = [_row("human", _as_pairs(seg), exp, exp["scores"])]
+    for name in human["annotators"]:
+        a_exp = exp["per_annotator"][name]
+        rows.append(_row(f"  {name}", _as_pairs(seg["per_annotator"][name]), a_exp, a_exp["scores"]))
+    model = human["model"]
+    rows.append(_row("model, same pairs", model["segmentation"], model["explanation"], model["explanation"]["pairs"]))
+    return rows
+
+
+def _as_pairs(scores: dict) -> dict:
+    return scores | {"pairs": scores["scores"]}
 
 
 def _fmt(value) -> str:

@@ -55,19 +55,25 @@ def metrics_summary(metrics: dict) -> str:
 
 def training_data_line(summary: dict) -> str:
     """What a run learns from (``TrainingData.summary``): ``training on 40 reviewed pairs from
-    12 paintings; 8 unreviewed drafts left out``."""
+    12 paintings; 8 unreviewed drafts left out``, and with several annotators how many targets are
+    their consensus maps or adjudicated masks: ``(targets: 30 consensus maps, 2 adjudicated masks)``."""
     pairs, paintings = summary.get("pairs", 0), summary.get("paintings", 0)
     if summary.get("include_unreviewed"):
         drafts = summary.get("unreviewed_pairs", 0)
-        return (
+        line = (
             f"training on {plural(pairs, 'pair')} from {plural(paintings, 'painting')}; "
             f"{plural(drafts, 'unreviewed draft')} included (asked for)"
         )
-    left_out = (summary.get("skipped") or {}).get("unreviewed", 0)
-    return (
-        f"training on {plural(summary.get('reviewed_pairs', pairs), 'reviewed pair')} from "
-        f"{plural(paintings, 'painting')}; {plural(left_out, 'unreviewed draft')} left out"
-    )
+    else:
+        left_out = (summary.get("skipped") or {}).get("unreviewed", 0)
+        line = (
+            f"training on {plural(summary.get('reviewed_pairs', pairs), 'reviewed pair')} from "
+            f"{plural(paintings, 'painting')}; {plural(left_out, 'unreviewed draft')} left out"
+        )
+    targets = summary.get("targets") or {}
+    counts = ((targets.get("consensus", 0), "consensus map"), (targets.get("adjudicated", 0), "adjudicated mask"))
+    kinds = [plural(n, what) for n, what in counts if n]
+    return line + (f" (targets: {', '.join(kinds)})" if kinds else "")
 
 
 def epoch_line(event) -> str:

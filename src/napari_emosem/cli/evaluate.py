@@ -15,6 +15,11 @@ with an empty ground-truth mask skipped; a ground-truth mask without a predictio
 Explanations are scored with pycocoevalcap (BLEU-1..4, METEOR, ROUGE-L, CIDEr) against every
 reference explanation of the pair; this needs Java (apt install default-jre-headless).
 
+With several annotators per pair (docs/annotators.md), a pair's truth is its adjudicated mask,
+else the majority of its annotators' masks, and every annotator's explanation is a reference; the
+table then adds the human ceiling (each annotator scored against the others' consensus, the same
+way) and the model on the same pairs.
+
 Predictions come from a model (--model: it proposes every ground-truth pair, and its soft maps
 are what the protocol normalises) or from another dataset of the same paintings
 (--predictions: a model's saved proposals, or a second annotator, which measures agreement).
@@ -25,7 +30,11 @@ The --json file holds
   {"segmentation": {"miou", "acc_25", "acc_50", "pairs", "per_emotion": {...}},
    "explanation": {"bleu_1", "bleu_2", "bleu_3", "bleu_4", "meteor", "rouge_l", "cider",
                    "per_emotion": {...}}}
-with values as fractions (the table prints them ×100) and null where nothing was measured.
+with values as fractions (the table prints them ×100) and null where nothing was measured; with
+two or more annotators on some pair, also
+  "human": {"annotators", "pairs", "segmentation": {"miou", "acc_25", "acc_50", "scores",
+            "per_emotion", "per_annotator"}, "explanation": {"bleu_1", ..., "cider", "scores",
+            "per_annotator"}, "model": {"segmentation": {...}, "explanation": {...}}}
 
 examples:
   emosem evaluate --data apolo-test --model my-checkpoint --json results.json

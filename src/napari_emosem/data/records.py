@@ -20,7 +20,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from ..emotions import SOMETHING_ELSE, normalise_emotion
+from ..emotions import normalise_emotion
 from .rle import RLE, decode_rle
 
 #: Image fields of the COCO file that are not painting metadata.
@@ -257,10 +257,6 @@ class Stimulus:
     def explanation(self) -> str:
         """The first explanation, or ``""``."""
         return self.explanations[0] if self.explanations else ""
-
-    @property
-    def is_something_else(self) -> bool:
-        return self.emotion == SOMETHING_ELSE
 
     @staticmethod
     def derive_reviewed(source: str, edited: bool, no_stimulus: bool, annotator: str | None) -> bool:

@@ -40,7 +40,7 @@ class PairBatch:
     image_index: torch.Tensor
     #: (N,) index into config.emotions
     emotion_ids: torch.Tensor
-    #: (N, 4h, 4w) ground-truth masks as soft targets (area-downsampled)
+    #: (N, 4h, 4w) targets in [0, 1]: masks area-downsampled, or consensus maps of several annotators
     masks: torch.Tensor
     #: (N, 2) share of the frame the painting covers (height, width)
     extent: torch.Tensor
@@ -260,7 +260,11 @@ class EmoSEM(nn.Module):
         return self.loss(batch)
 
     def loss(self, batch: PairBatch) -> dict[str, torch.Tensor]:
-        """Mask BCE + Dice, IoU-head MSE and text cross-entropy on explanation tokens only."""
+        """Mask BCE + Dice, IoU-head MSE and text cross-entropy on explanation tokens only.
+
+        Targets may be soft (a consensus map of several annotators, and the anti-aliased edge of
+        any mask at low resolution): both mask terms are smallest where the prediction equals the
+        target (see :func:`soft_dice_loss`)."""
         weights = self.config.loss
         embeddings = batch.embeddings if batch.embeddings is not None else self.encode(batch.images)
         pred = self.propose(embeddings, batch.emotion_ids, batch.image_index, points=batch.points)
@@ -268,8 +272,7 @@ class EmoSEM(nn.Module):
         target = batch.masks.to(logits.dtype)
         bce = F.binary_cross_entropy_with_logits(logits, target)
         prob = logits.sigmoid()
-        inter = (prob * target).sum((1, 2))
-        dice = (1 - (2 * inter + 1) / (prob.sum((1, 2)) + target.sum((1, 2)) + 1)).mean()
+        dice = soft_dice_loss(prob, target)
         with torch.no_grad():
             hard, truth = prob > 0.5, target > 0.5
             union = (hard | truth).sum((1, 2)).clamp_min(1)
@@ -296,6 +299,20 @@ class EmoSEM(nn.Module):
         attention = torch.cat([torch.ones_like(ignore), (ids != -100).long()], dim=1)
         out = self.language_model(inputs_embeds=inputs, attention_mask=attention, labels=labels)
         return out.loss
+
+
+def soft_dice_loss(prob: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Dice loss of (N, H, W) probabilities against targets in [0, 1], mean over the N maps.
+
+    The usual soft Dice, 1 - (2 Σ p·t + 1) / (Σ p + Σ t + 1), is right for 0/1 targets only: against
+    a target of 0.5 it is smallest at p = 1, so it would turn a consensus map into a hard mask.
+    This is the Dice semimetric loss (Wang & Blaschko, MICCAI 2023): 2 Σ p·t becomes
+    Σ p + Σ t - Σ |p - t|, equal for 0/1 targets and zero exactly when p = t for soft ones.
+    """
+    dims = (1, 2)
+    total = prob.sum(dims) + target.sum(dims)
+    overlap = total - (prob - target).abs().sum(dims)
+    return (1 - (overlap + 1) / (total + 1)).mean()
 
 
 def _clean(text: str) -> str:

@@ -77,11 +77,20 @@ def preprocess_image(rgb: np.ndarray, img_size: int, mean: torch.Tensor, std: to
 
 
 def mask_to_lowres(mask: np.ndarray, geometry: Geometry, lowres: int) -> torch.Tensor:
-    """bool (H, W) painting mask -> soft (lowres, lowres) float mask in the padded frame."""
+    """(H, W) painting mask -> soft (lowres, lowres) float mask in the padded frame.
+
+    ``mask`` is bool, or a float map in [0, 1] (a consensus map: the fraction of annotators who
+    marked each pixel), resized as 8-bit levels (steps of 1/255).
+    """
     from PIL import Image
 
     h, w = geometry.input_size
-    m = _resize_uint8(np.asarray(mask, dtype=np.uint8) * 255, (h, w), Image.BILINEAR)
+    mask = np.asarray(mask)
+    if mask.dtype == bool:
+        levels = mask.astype(np.uint8) * 255
+    else:
+        levels = (np.clip(mask, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+    m = _resize_uint8(levels, (h, w), Image.BILINEAR)
     t = torch.from_numpy(np.array(m, dtype=np.float32)).div_(255.0)
     t = F.pad(t, (0, geometry.img_size - w, 0, geometry.img_size - h))
     return F.adaptive_avg_pool2d(t[None, None], (lowres, lowres))[0, 0]

@@ -1,10 +1,15 @@
-"""What training learns from: paintings with (emotion, mask, explanations) pairs.
+"""What training learns from: paintings with (emotion, target, explanations) pairs.
 
 Built from stimulus datasets (what annotators export) or from generated toy paintings. Only
 reviewed pairs are used unless asked otherwise: a person wrote the record, or accepted or edited a
 model's proposal (``Stimulus.reviewed``); a model's unreviewed draft would teach the model its own
-mistakes. Only pairs with a real stimulus mask are used: "no stimulus" records and text-only
-records are counted and reported, not trained on (APOLO's protocol skips empty masks too).
+mistakes. Only pairs with a real stimulus are used: "no stimulus" records and text-only records
+are counted and reported, not trained on (APOLO's protocol skips empty masks too).
+
+A pair's target (``docs/annotators.md``): the adjudicated mask when there is one, else the
+consensus map of its annotators' votes (soft when they differ; one annotator's mask when there is
+one vote), else, only with ``include_unreviewed``, the model's draft. Its explanations are every
+person's explanation of the pair.
 """
 
 from __future__ import annotations
@@ -23,8 +28,9 @@ from ..errors import TrainingError
 @dataclass
 class TrainingPair:
     emotion: str
-    #: returns the bool (H, W) mask; lazy so large datasets are not decoded all at once
-    mask: Callable[[], np.ndarray]
+    #: returns the (H, W) target: a bool mask, or a float32 consensus map in [0, 1]; lazy so large
+    #: datasets are not decoded all at once
+    target: Callable[[], np.ndarray]
     explanations: list[str]
 
 
@@ -59,21 +65,21 @@ def from_datasets(roots: Sequence[str | os.PathLike], *, include_unreviewed: boo
     paintings: list[TrainingPainting] = []
     summaries, hashes = [], []
     skipped = {"no_stimulus": 0, "text_only": 0, "unreviewed": 0}
+    targets = {"adjudicated": 0, "consensus": 0}
     unreviewed_used = 0
     for root in roots:
         ds = StimulusDataset.open(root)
         by_painting: dict[int, TrainingPainting] = {}
-        for painting, s in ds.pairs():
-            if s.no_stimulus:
-                skipped["no_stimulus"] += 1
+        for pair in ds.every_pair():
+            found = _target_of(pair, include_unreviewed)
+            if isinstance(found, str):
+                skipped[found] += 1
                 continue
-            if not s.reviewed and not include_unreviewed:
-                skipped["unreviewed"] += 1
-                continue
-            if not s.has_mask or s.area == 0:
-                skipped["text_only"] += 1
-                continue
-            unreviewed_used += not s.reviewed
+            target, kind, explanations = found
+            unreviewed_used += kind == "draft"
+            if kind in targets:
+                targets[kind] += 1
+            painting = pair.painting
             tp = by_painting.get(painting.id)
             if tp is None:
                 tp = by_painting[painting.id] = TrainingPainting(
@@ -81,7 +87,7 @@ def from_datasets(roots: Sequence[str | os.PathLike], *, include_unreviewed: boo
                     load=_loader(ds, painting.file_name),
                     pairs=[],
                 )
-            tp.pairs.append(TrainingPair(s.emotion, _mask_of(s), [e for e in s.explanations if e.strip()]))
+            tp.pairs.append(TrainingPair(pair.emotion, target, [e for e in explanations if e.strip()]))
         paintings.extend(by_painting.values())
         summary = ds.summary()
         summaries.append({"root": str(Path(ds.root).resolve()), "paintings": summary["paintings"], "pairs": summary["pairs"]})
@@ -105,7 +111,8 @@ def from_datasets(roots: Sequence[str | os.PathLike], *, include_unreviewed: boo
             f"{where} has no (painting, emotion) pair with a stimulus mask to learn from; propose, "
             "correct and export some paintings first"
         )
-    # which datasets, in which state; and whether the run learns from drafts that are in them
+    # which datasets, in which state (every record of every annotator: a changed vote changes the
+    # consensus); and whether the run learns from drafts that are in them
     content = "\n".join(sorted(hashes)) + ("\nwith unreviewed drafts" if unreviewed_used else "")
     digest = hashlib.sha256(content.encode()).hexdigest()
     return TrainingData(
@@ -118,13 +125,50 @@ def from_datasets(roots: Sequence[str | os.PathLike], *, include_unreviewed: boo
             "unreviewed_pairs": unreviewed_used,
             "include_unreviewed": include_unreviewed,
             "skipped": skipped,
+            # pairs trained on an adjudicated mask / on the consensus of two or more votes
+            "targets": targets,
         },
         data_hash=digest,
     )
 
 
+def _target_of(pair, include_unreviewed: bool):
+    """``(target loader, kind, explanations)`` of a :class:`~napari_emosem.data.records.PairRecords`,
+    kind one of "adjudicated", "consensus" (two or more votes), "single" (one vote), "draft"; or
+    why the pair is left out: "no_stimulus", "text_only" or "unreviewed"."""
+    adjudicated = pair.adjudicated
+    if adjudicated is not None and adjudicated.no_stimulus:
+        return "no_stimulus"
+    if adjudicated is not None and adjudicated.has_mask:
+        if adjudicated.area == 0:
+            return "text_only"
+        return _target_loader(pair), "adjudicated", pair.explanations
+    votes = pair.votes
+    if votes:
+        if all(v.no_stimulus or v.area == 0 for v in votes):
+            return "no_stimulus" if any(v.no_stimulus for v in votes) else "text_only"
+        # one vote: the consensus is that annotator's mask (0/1), as a single-annotator dataset trains
+        return _target_loader(pair), "consensus" if len(votes) > 1 else "single", pair.explanations
+    if any(r.no_stimulus for r in pair.reviewed):
+        return "no_stimulus"
+    draft = pair.draft
+    if pair.reviewed or adjudicated is not None or draft is None:
+        return "text_only"  # people wrote explanations only
+    if draft.no_stimulus:
+        return "no_stimulus"
+    if not include_unreviewed:
+        return "unreviewed"
+    if not draft.has_mask or draft.area == 0:
+        return "text_only"
+    return _mask_of(draft), "draft", draft.explanations
+
+
 def _loader(ds, file_name: str) -> Callable[[], np.ndarray]:
     return lambda: ds.image(file_name)
+
+
+def _target_loader(pair) -> Callable[[], np.ndarray]:
+    return lambda: pair.target()
 
 
 def _mask_of(stimulus) -> Callable[[], np.ndarray]:

@@ -3,7 +3,8 @@
 With a frozen encoder each painting is encoded once, through the same on-disk embedding cache the
 annotator uses, so embeddings are shared across epochs, runs and the widget. A trainable encoder
 (the ``tiny`` preset) gets the preprocessed image instead and encodes it every step.
-Ground-truth masks become low-resolution soft targets in the encoder's frame, stored as uint8.
+Targets (masks, or annotators' consensus maps) become low-resolution soft targets in the encoder's
+frame, stored as uint8.
 """
 
 from __future__ import annotations
@@ -23,9 +24,10 @@ from .examples import TrainingPainting
 @dataclass
 class PairFeatures:
     emotion_id: int
-    target: torch.Tensor  # (L, L) uint8: soft mask × 255 in the padded frame
+    target: torch.Tensor  # (L, L) uint8: soft target × 255 in the padded frame
     explanations: list[str]
-    mask: Callable[[], np.ndarray]  # full-resolution ground truth, for validation metrics
+    #: the full-resolution target (bool mask or float consensus map), for validation metrics
+    truth: Callable[[], np.ndarray]
 
 
 @dataclass
@@ -92,9 +94,9 @@ def prepare(
         pairs = [
             PairFeatures(
                 emotions.index(p.emotion),
-                (mask_to_lowres(p.mask(), geometry, lowres) * 255 + 0.5).to(torch.uint8),
+                (mask_to_lowres(p.target(), geometry, lowres) * 255 + 0.5).to(torch.uint8),
                 p.explanations,
-                p.mask,
+                p.target,
             )
             for p in painting.pairs
         ]

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..annotators.consensus import majority_mask
 from ..checkpoint import CheckpointInfo, save_checkpoint
 from ..embedding_cache import EmbeddingCache
 from ..emosem_predictor import encoder_key
@@ -396,8 +397,12 @@ class Trainer:
             ids = torch.tensor([p.emotion_id for p in pf.pairs], device=self.device)
             pred = model.propose(embedding, ids)
             for j, pair in enumerate(pf.pairs):
+                # scored against the majority mask (a mask is its own): see docs/annotators.md
+                truth = majority_mask(pair.truth())
+                if not truth.any():
+                    continue  # the annotators marked different places: no majority to score against
                 prob = lowres_to_painting(pred.logits[j : j + 1].float(), pf.geometry)[0, 0].sigmoid().cpu().numpy()
-                ious.append(apolo_iou(prob, pair.mask()))
+                ious.append(apolo_iou(prob, truth))
             if self.config.validate_explanations and any(p.explanations for p in pf.pairs):
                 extent = torch.tensor([pf.geometry.extent] * len(ids), device=self.device)
                 texts = model.explain(embedding, ids, pred.logits[:, 0].sigmoid(), extent)
