@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,27 @@ import pytest
 from napari_emosem.paintings import painting_paths
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def _mesa_llvm_loaded() -> bool:
+    """Has Mesa's OpenGL driver (llvmpipe under Xvfb: ``libLLVM``) been loaded into this process?"""
+    try:
+        maps = Path("/proc/self/maps").read_text()
+    except OSError:  # not Linux: no Mesa llvmpipe here
+        return False
+    return "libLLVM" in maps
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item):
+    """triton (torch.compile's kernels) bundles its own LLVM: imported into a process where Mesa's
+    OpenGL driver has loaded LLVM (a napari test drew under Xvfb) it crashes the whole run with a
+    segfault, so which tests pass depended on their order. Once Mesa is in, and only then,
+    ``import triton`` raises ImportError ("not installed"), as in the annotator's own workers
+    (``_qt.jobs.base.prepare_worker_thread``); before that, and in a run without napari tests,
+    triton imports as usual: no test loses an import it could have made."""
+    if "triton" not in sys.modules and _mesa_llvm_loaded():
+        sys.modules["triton"] = None
 
 
 @pytest.fixture(autouse=True, scope="session")

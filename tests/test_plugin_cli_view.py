@@ -12,6 +12,7 @@ import pytest
 
 from napari_emosem.cli import main
 from napari_emosem.data import Stimulus, StimulusDataset
+from napari_emosem.errors import EmoSEMError
 from napari_emosem.image_io import load_image
 from napari_emosem.paintings import FOLDER as PAINTINGS
 
@@ -96,7 +97,19 @@ def test_the_command_opens_a_real_window(dataset, tmp_path):
         pytest.skip("needs a display (run under xvfb-run)")
     code = (
         "import sys\n"
+        "from napari.qt import get_qapp\n"
+        "from qtpy.QtCore import QTimer\n"
+        "from qtpy.QtWidgets import QApplication\n"
         "from napari_emosem.cli.view import open_viewer\n"
+        "def answer():\n"  # the name is asked once, before the campaign's first painting: give none
+        "    dialog = QApplication.activeModalWidget()\n"
+        "    if dialog is None:\n"
+        "        QTimer.singleShot(100, answer)\n"
+        "    else:\n"
+        "        print('asked:', dialog.windowTitle())\n"
+        "        dialog.reject()\n"
+        "get_qapp()\n"
+        "QTimer.singleShot(100, answer)\n"
         "viewer, widget = open_viewer([sys.argv[1]], model='starter')\n"
         "print([layer.name for layer in viewer.layers], type(widget).__name__, widget.session is not None)\n"
         "viewer.close()\n"
@@ -106,4 +119,19 @@ def test_the_command_opens_a_real_window(dataset, tmp_path):
         [sys.executable, "-c", code, str(dataset)], capture_output=True, text=True, env=env, timeout=300
     )
     assert result.returncode == 0, result.stderr[-2000:]
+    assert "asked: Your name" in result.stdout
     assert "['boy-in-a-red-vest-1888', 'awe stimulus'] EmoSEMAnnotator True" in result.stdout
+
+
+@pytest.mark.gui
+def test_annotator_opens_a_campaign_as_that_annotator(make_napari_viewer, plugin_settings, npe2pm, dataset):
+    from npe2 import PluginManifest
+
+    from napari_emosem.cli.view import open_viewer
+
+    npe2pm.register(PluginManifest.from_file(Path(__file__).resolve().parents[1] / "napari.yaml"))
+    viewer, widget = open_viewer([str(dataset)], annotator=" bo ", viewer=make_napari_viewer())
+    assert widget.settings.annotator == "bo" and widget.session.annotator == "bo"
+    assert "awe" not in widget.session  # the unnamed annotator's record is not bo's to edit
+    with pytest.raises(EmoSEMError, match="--annotator: the name is empty"):
+        open_viewer([str(dataset)], annotator=" ", viewer=make_napari_viewer())

@@ -37,7 +37,8 @@ def annotator(make_napari_viewer):
 
     def make(*, synchronous=True, show=False, **kwargs):
         viewer = make_napari_viewer(show=show)
-        widget = EmoSEMAnnotator(viewer, settings=Settings(backend=False), synchronous=synchronous, **kwargs)
+        settings = Settings(backend=False, precision="fp32")
+        widget = EmoSEMAnnotator(viewer, settings=settings, synchronous=synchronous, **kwargs)
         viewer.window.add_dock_widget(widget, name="EmoSEM annotator", area="right")
         return viewer, widget
 
@@ -404,3 +405,33 @@ def test_open_a_painting_from_the_dataset(annotator, tmp_path):
     assert widget.open_from_dataset(BOY.name) is image  # one layer, not opened twice
     assert widget.session["fear"].explanation == f"fear in {BOY.stem}"
     assert widget.open_from_dataset("nope.jpg") is None and "no painting 'nope.jpg'" in widget.last_error
+
+
+def test_the_precision_setting_reaches_load_predictor_and_the_status_line(make_napari_viewer):
+    from napari_emosem._qt.jobs import LoadJob
+    from napari_emosem.loading import load_predictor
+
+    calls = []
+
+    def loader(spec, **options):
+        calls.append((spec, options))
+        return load_predictor(spec, **options)
+
+    viewer = make_napari_viewer()
+    settings = Settings(backend=False, precision="bf16")
+    widget = EmoSEMAnnotator(viewer, settings=settings, synchronous=True, predictor_loader=loader)
+    viewer.window.add_dock_widget(widget)
+    assert widget.painting_model.precision_combo.currentText() == "bf16"
+    widget.set_model("tiny")
+    widget.set_device("cpu")
+    widget.controller.run(LoadJob(widget.controller, widget.controller.cache, None))
+    assert calls == [("tiny", {"device": "cpu", "precision": "bf16"})]
+    assert "(bf16" in widget.status_label.text()  # what the plan resolved to
+    widget.painting_model.precision_combo.setCurrentText("fp32")
+    assert settings.precision == "fp32"
+    add_painting(viewer)
+    widget.propose(["awe"])
+    assert calls[-1] == ("tiny", {"device": "cpu", "precision": "fp32"})  # the cache keys on precision
+    assert widget.controller.cache.loaded.plan.label == "fp32"
+    widget.propose(["fear"])
+    assert len(calls) == 2  # same (spec, device, precision): loaded once

@@ -60,7 +60,7 @@ class Clock:
 def annotator(make_napari_viewer):
     def make(*, synchronous=True, model="tiny", show=False, **kwargs):
         viewer = make_napari_viewer(show=show)
-        settings = Settings(backend=False)
+        settings = Settings(backend=False, precision="fp32")
         settings.annotator = "ana"
         widget = EmoSEMAnnotator(viewer, settings=settings, synchronous=synchronous, **kwargs)
         viewer.window.add_dock_widget(widget, name="EmoSEM annotator", area="right")
@@ -205,7 +205,7 @@ def test_prefetched_drafts_never_replace_a_record(annotator, tmp_path):
     dataset = StimulusDataset.open(root)
     mask = np.zeros((96, 128), bool)
     mask[5:20, 5:40] = True
-    mine = Stimulus("fear", mask, ["my words"], source="human", annotator="bo")
+    mine = Stimulus("fear", mask, ["my words"], source="human", annotator="ana")  # the annotator of this widget
     dataset.write_painting(dataset.image_path("painting-1.png"), "painting-1.png", [mine])
     viewer, widget = annotator()
     widget.open_dataset(root)
@@ -371,3 +371,4 @@ def test_removing_the_campaigns_layer_saves_its_painting(annotator, tmp_path):
     assert StimulusDataset.open(root).stimulus("painting-0.png", "fear").no_stimulus
     assert widget.campaign.current is None and widget.session is None
     assert widget.go_to_painting("painting-1.png") and widget.campaign.layer in viewer.layers
+

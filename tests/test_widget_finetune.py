@@ -45,7 +45,7 @@ def annotator(make_napari_viewer, qtbot):
 
     def make(*, synchronous=False, settings=None):
         viewer = make_napari_viewer()
-        settings = settings if settings is not None else Settings(backend=False)
+        settings = settings if settings is not None else Settings(backend=False, precision="fp32")
         widget = EmoSEMAnnotator(viewer, settings=settings, synchronous=synchronous)
         viewer.window.add_dock_widget(widget, name="EmoSEM annotator", area="right")
         widget.set_device("cpu")

@@ -25,7 +25,7 @@ def _user_dirs(tmp_path, monkeypatch):
 def annotator(make_napari_viewer):
     def make():
         viewer = make_napari_viewer()
-        widget = EmoSEMAnnotator(viewer, settings=Settings(backend=False), synchronous=True)
+        widget = EmoSEMAnnotator(viewer, settings=Settings(backend=False, precision="fp32"), synchronous=True)
         viewer.window.add_dock_widget(widget, name="EmoSEM annotator", area="right")
         return viewer, widget
 

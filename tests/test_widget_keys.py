@@ -27,7 +27,9 @@ def _user_dirs(tmp_path, monkeypatch):
 def keyboard(make_napari_viewer, qtbot):
     """A viewer with the annotator, and ``press(key, shift=False)`` on its canvas."""
     viewer = make_napari_viewer(show=True)
-    widget = EmoSEMAnnotator(viewer, settings=Settings(backend=False), synchronous=True)
+    settings = Settings(backend=False, precision="fp32")
+    settings.annotator = "ana"  # on screen, a campaign would ask for the name first
+    widget = EmoSEMAnnotator(viewer, settings=settings, synchronous=True)
     viewer.window.add_dock_widget(widget, name="EmoSEM annotator", area="right")
     widget.set_model("tiny")
     widget.set_device("cpu")

@@ -34,7 +34,7 @@ def _user_dirs(tmp_path, monkeypatch):
 def annotator(make_napari_viewer):
     def make(*, synchronous=False):
         viewer = make_napari_viewer()
-        widget = EmoSEMAnnotator(viewer, settings=Settings(backend=False), synchronous=synchronous)
+        widget = EmoSEMAnnotator(viewer, settings=Settings(backend=False, precision="fp32"), synchronous=synchronous)
         viewer.window.add_dock_widget(widget, name="EmoSEM annotator", area="right")
         return viewer, widget
 
@@ -65,7 +65,10 @@ def test_threaded_propose_runs_in_a_worker(make_napari_viewer, qtbot):
     viewer = make_napari_viewer()
     noted = ThreadNotingStarter()
     widget = EmoSEMAnnotator(
-        viewer, settings=Settings(backend=False), synchronous=False, predictor_loader=lambda spec, device: noted
+        viewer,
+        settings=Settings(backend=False, precision="fp32"),
+        synchronous=False,
+        predictor_loader=lambda spec, **options: noted,
     )
     viewer.window.add_dock_widget(widget)
     add_painting(viewer)
@@ -134,7 +137,7 @@ def test_a_fine_tuned_checkpoint_is_the_default_and_embeddings_are_reused(make_n
 
     def open_and_propose():
         viewer = make_napari_viewer()
-        widget = EmoSEMAnnotator(viewer, settings=Settings(backend=False), synchronous=True)
+        widget = EmoSEMAnnotator(viewer, settings=Settings(backend=False, precision="fp32"), synchronous=True)
         viewer.window.add_dock_widget(widget)
         add_painting(viewer)
         assert widget.model_spec == str(info.path)

@@ -34,6 +34,9 @@ from .errors import EmoSEMError
 METADATA_KEY = "emosem"
 #: napari layer names are "<emotion> stimulus"
 LAYER_SUFFIX = " stimulus"
+#: metadata key of the layers that show other records over a painting (an annotator's contour, a
+#: consensus map: ``_qt.adjudication``): no painting and no stimulus layer of the session
+OVERLAY_KEY = "emosem_overlay"
 CLICKS_LAYER = "EmoSEM clicks"
 SPARE_NAME = "EmoSEM spare"
 #: napari's suffix for a repeated layer name: "awe stimulus [1]"
@@ -114,6 +117,12 @@ def emotion_of_layer(name: str, metadata: dict[str, Any] | None = None) -> str |
         if emotion in EMOTIONS:
             return emotion
     return None
+
+
+def is_overlay(layer) -> bool:
+    """Does ``layer`` show other records over a painting (see :data:`OVERLAY_KEY`)?"""
+    metadata = getattr(layer, "metadata", None)
+    return isinstance(metadata, dict) and OVERLAY_KEY in metadata
 
 
 def painting_of(metadata: dict[str, Any] | None) -> str | None:

@@ -24,9 +24,9 @@ class PredictorCache:
     """
 
     def __init__(self, loader: Callable[..., Predictor] | None = None):
-        """``loader(spec, device=...)``: default :func:`napari_emosem.loading.load_predictor`."""
+        """``loader(spec, device=..., precision=...)``: default :func:`napari_emosem.loading.load_predictor`."""
         self._loader = loader or load_predictor
-        self._key: tuple[str, str] | None = None
+        self._key: tuple[str, str, str] | None = None
         self._predictor: Predictor | None = None
         self._digest: str | None = None
 
@@ -35,14 +35,15 @@ class PredictorCache:
         """The predictor loaded last, if any (it may hold a painting already)."""
         return self._predictor
 
-    def predictor(self, spec: str, device: str) -> tuple[Predictor, bool]:
-        """The predictor for (spec, device), loading it if needed; also says whether it loaded."""
-        key = (str(spec), str(device))
+    def predictor(self, spec: str, device: str, precision: str = "auto") -> tuple[Predictor, bool]:
+        """The predictor for (spec, device, precision: one of ``precision.PRECISIONS``), loading
+        it if needed; also says whether it loaded."""
+        key = (str(spec), str(device), str(precision))
         if self._predictor is not None and self._key == key:
             return self._predictor, False
         self._predictor = None
         self._digest = None
-        self._predictor = self._loader(spec, device=device)  # torch is imported here, in a worker
+        self._predictor = self._loader(spec, device=device, precision=precision)  # torch is imported here, in a worker
         self._key = key
         return self._predictor, True
 

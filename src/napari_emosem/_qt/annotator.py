@@ -19,10 +19,11 @@ from qtpy.QtWidgets import QFrame, QLabel, QScrollArea, QVBoxLayout, QWidget
 
 from ..annotation import AnnotationSession, ExportResult, Status
 from .controller import AnnotatorController
-from .dialogs import CloseGuard, ask
+from .dialogs import CloseGuard, ask, ask_name
 from .jobs import sync_workers_default
 from .keys import register_key_bindings
 from .panels import (
+    AnnotatorsPanel,
     AutosaveBanner,
     DatasetPanel,
     EmotionTablePanel,
@@ -47,7 +48,7 @@ class EmoSEMAnnotator(QWidget):
         Run model work on the GUI thread (deterministic tests); default from
         ``EMOSEM_SYNC_WORKERS``.
     predictor_loader
-        ``loader(spec, device=...) -> Predictor`` (default :func:`napari_emosem.loading.load_predictor`).
+        ``loader(spec, device=..., precision=...) -> Predictor`` (default :func:`napari_emosem.loading.load_predictor`).
     clock
         Monotonic seconds for the active-time clocks (tests pass their own).
     """
@@ -72,6 +73,7 @@ class EmoSEMAnnotator(QWidget):
             synchronous=self.synchronous,
             predictor_loader=predictor_loader,
             ask=lambda title, text, choices, default: ask(self, title, text, choices, default=default),
+            ask_name=lambda: ask_name(self),
             clock=clock,
         )
         register_key_bindings()
@@ -89,6 +91,7 @@ class EmoSEMAnnotator(QWidget):
         self.painting_model = PaintingModelPanel(controller)
         self.banner = AutosaveBanner(controller)
         self.emotion_table = EmotionTablePanel(controller)
+        self.annotators = AnnotatorsPanel(controller)
         self.selected = SelectedEmotionPanel(controller)
         self.dataset = DatasetPanel(controller)
         self.finetune = FineTunePanel(controller, self.dataset.folder)
@@ -98,7 +101,10 @@ class EmoSEMAnnotator(QWidget):
         content = QWidget()
         layout = QVBoxLayout(content)
         layout.setContentsMargins(6, 6, 6, 6)
-        parts = (self.navigator, self.painting_model, self.banner, self.emotion_table, self.selected, self.dataset)
+        parts = (
+            self.navigator, self.painting_model, self.banner, self.emotion_table, self.annotators, self.selected,
+            self.dataset,
+        )  # fmt: skip
         for part in (*parts, self.finetune):
             layout.addWidget(part)
         layout.addWidget(self.status_label)

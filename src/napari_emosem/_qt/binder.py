@@ -33,6 +33,7 @@ from .._layers import (
     REJECTED_OPACITY,
     annotation_from_layer,
     emotion_of_layer,
+    is_overlay,
     layer_metadata,
     mask_to_labels,
     painting_of,
@@ -405,6 +406,8 @@ class LayerBinder:
 
     def _on_inserted(self, event) -> None:
         layer = event.value
+        if is_overlay(layer):
+            return
         if isinstance(layer, Image):
             layer.events.name.connect(self._on_image_renamed)
             self.events.images_changed.emit()
@@ -413,7 +416,7 @@ class LayerBinder:
 
     def _on_removed(self, event) -> None:
         layer = event.value
-        if self.spares.forget(layer) or self.clicks.forget(layer):
+        if self.spares.forget(layer) or self.clicks.forget(layer) or is_overlay(layer):
             return
         emotion = self.emotion_of(layer)
         if emotion is not None:
@@ -430,7 +433,7 @@ class LayerBinder:
 
     def _on_active(self, event=None) -> None:
         layer = self.viewer.layers.selection.active
-        if layer is None or layer is self.clicks.layer:
+        if layer is None or layer is self.clicks.layer or is_overlay(layer):
             return
         emotion = self.emotion_of(layer)
         if emotion is not None:

@@ -22,6 +22,7 @@ from psygnal import Signal, SignalGroup
 
 from .._layers import image_metadata, painting_info
 from ..annotation import AnnotationSession
+from ..annotation.dataset import annotator_records
 from ..campaign import (
     CampaignProgress,
     PaintingProgress,
@@ -34,6 +35,7 @@ from ..campaign import (
 )
 from ..campaign.status import SKIPPED
 from ..data import Stimulus, StimulusDataset
+from ..data.records import effective_record
 from ..errors import EmoSEMError
 from ..predictor import Proposal
 from .jobs.repropose import ReproposeJob
@@ -59,7 +61,8 @@ class Campaign:
     progress: CampaignProgress
     #: file name -> index in ``progress.paintings``
     index: dict[str, int] = field(default_factory=dict)
-    #: records newer than the dataset object holds (written by a re-propose in its own worker)
+    #: every record of a painting, newer than the dataset object holds (written by a re-propose in
+    #: its own worker)
     fresher: dict[str, tuple[Stimulus, ...]] = field(default_factory=dict)
 
     @classmethod
@@ -81,12 +84,21 @@ class Campaign:
     def paintings(self) -> list[PaintingProgress]:
         return self.progress.paintings
 
-    def records(self, file_name: str) -> list[Stimulus]:
+    def all_records(self, file_name: str) -> list[Stimulus]:
+        """Every record of the painting (each annotator's, the draft, the adjudicated one)."""
         fresher = self.fresher.get(file_name)
-        return list(fresher) if fresher is not None else self.dataset.stimuli(file_name)
+        return list(fresher) if fresher is not None else self.dataset.records(file_name)
+
+    def records(self, file_name: str) -> list[Stimulus]:
+        """The painting's effective records (one per emotion: what its status is derived from)."""
+        by_emotion: dict[str, list[Stimulus]] = {}
+        for record in self.all_records(file_name):
+            by_emotion.setdefault(record.emotion, []).append(record)
+        return [effective_record(records) for records in by_emotion.values()]
 
     def refresh(self, file_name: str, records: Sequence[Stimulus] | None = None) -> int:
-        """Derive one painting's status again (after a save, a skip, a re-propose); its index."""
+        """Derive one painting's status again (after a save, a skip, a re-propose; ``records``:
+        every record of the painting, when newer than the dataset object's); its index."""
         i = self.index[file_name]
         if records is not None:
             self.fresher[file_name] = tuple(records)
@@ -321,6 +333,13 @@ class CampaignNavigation:
             return False
         self._changed(campaign.saved(session.file_name))
         self.controller.dataset.exported(self.last_export)
+        kept = self.last_export.kept_reviewed
+        if kept:
+            self.controller.status(
+                f"{session.file_name}: the draft of {', '.join(kept)} was not saved: another annotator "
+                "reviewed the pair meanwhile (a draft never replaces a person's record); accept or edit it "
+                "to save it as yours"
+            )
         return True
 
     def _session_for(self, index: int) -> AnnotationSession:
@@ -329,12 +348,13 @@ class CampaignNavigation:
         painting, name = progress.painting, progress.painting.file_name
         prefetched = controller.prefetch.take(name)
         image = prefetched.image if prefetched is not None else campaign.dataset.image(painting)
+        annotator = controller.annotator_name()  # whose records the session holds
         session = AnnotationSession.from_stimuli(
             image,
-            campaign.records(name),
+            annotator_records(campaign.all_records(name), annotator),
             file_name=name,
             source_path=campaign.dataset.image_path(painting),
-            annotator=controller.settings.annotator or None,
+            annotator=annotator,
             metadata=dict(painting.metadata),
             exported_to=campaign.root,
             autosave_interval=controller.settings.autosave_seconds,
@@ -345,6 +365,7 @@ class CampaignNavigation:
 
     def _show(self, index: int, session: AnnotationSession) -> None:
         controller, campaign = self.controller, self.campaign
+        controller.adjudication.hide()  # the last painting's annotators
         painting = campaign.paintings[index].painting
         metadata = image_metadata(
             dataset=str(campaign.root),
@@ -399,7 +420,7 @@ class CampaignNavigation:
         if not self.save():
             return False
         try:
-            annotator = controller.settings.annotator or None
+            annotator = controller.annotator_name()
             painting = skip_painting(campaign.dataset, session.file_name, reason, annotator=annotator)
         except EmoSEMError as exc:
             controller.error(str(exc))
@@ -482,6 +503,11 @@ class CampaignNavigation:
             session.apply_proposals(proposals, source=source, model=model)
 
     # Progress -----------------------------------------------------------------------------------
+
+    def written(self, file_name: str) -> None:
+        """Records of ``file_name`` were written into the campaign's dataset by another part of
+        the annotator (an adjudication): its status is derived again."""
+        self._changed(self.campaign.saved(file_name))
 
     def _changed(self, index: int) -> None:
         self.events.painting.emit(index)

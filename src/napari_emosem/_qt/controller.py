@@ -21,7 +21,9 @@ from ..annotation import AnnotationSession, Status
 from ..devices import DEVICES
 from ..emotions import EMOTIONS
 from ..errors import EmoSEMError
+from ..precision import check_precision
 from ..predictor_cache import PredictorCache
+from .adjudication import Adjudication
 from .binder import LayerBinder
 from .campaign import CampaignNavigation
 from .clicking import ClickRefinement
@@ -48,6 +50,7 @@ class ControllerEvents(SignalGroup):
     busy = Signal(bool)  # a job started or ended (see AnnotatorController.busy)
     model = Signal(str)  # the model spec in use
     device = Signal(str)
+    precision = Signal(str)
     dataset_folder = Signal(str)
     #: the fine-tuned checkpoints on disk changed (a run ended)
     checkpoints = Signal()
@@ -72,9 +75,12 @@ class AnnotatorController:
     synchronous
         Run model work on the GUI thread (deterministic tests).
     predictor_loader
-        ``loader(spec, device=...) -> Predictor`` (default :func:`napari_emosem.loading.load_predictor`).
+        ``loader(spec, device=..., precision=...) -> Predictor`` (default :func:`napari_emosem.loading.load_predictor`).
     ask
         Asks the annotator a question (default: the default answer, as in a script).
+    ask_name
+        Asks the annotator's name, once, when none is set: the name, "" (they gave none: unnamed),
+        or None when nobody could be asked (the default, as in a script: asked again next time).
     clock
         Monotonic seconds for the active-time clocks (tests pass their own).
     """
@@ -87,12 +93,15 @@ class AnnotatorController:
         synchronous: bool,
         predictor_loader=None,
         ask: Ask | None = None,
+        ask_name: Callable[[], str | None] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ):
         self.viewer = viewer
         self.settings = settings
         self.synchronous = synchronous
         self.ask: Ask = ask or (lambda title, text, choices, default: default)
+        self.ask_name: Callable[[], str | None] = ask_name or (lambda: None)
+        self._name_asked = False
         self.events = ControllerEvents()
         self.cache = PredictorCache(predictor_loader)
         self.jobs = JobRunner(synchronous=synchronous)
@@ -102,11 +111,13 @@ class AnnotatorController:
         self.ticked: tuple[str, ...] = EMOTIONS
         self.model_spec = default_model(settings.model, user_checkpoints())
         self.device = settings.device if settings.device in DEVICES else "auto"
+        self.precision = settings.precision
         self.last_error: str | None = None
         self.dataset = DatasetFolder(self)
         self.waiting = WaitingActions()
         self.clicks = ClickRefinement(self)
         self.campaign = CampaignNavigation(self)
+        self.adjudication = Adjudication(self)
         self.prefetch = Prefetcher(self)
         self.time = ActiveTime(self, clock)
         #: only the selected emotion's layer is shown
@@ -132,6 +143,19 @@ class AnnotatorController:
         QTimer.singleShot(0, self.preload)
 
     # State --------------------------------------------------------------------------------------
+
+    def annotator_name(self) -> str | None:
+        """The annotator's name (settings ``annotation.annotator``): asked once when none is set,
+        before their first record, and remembered in the settings; None: they gave none
+        (unnamed, as ``docs/annotators.md`` defines)."""
+        name = (self.settings.annotator or "").strip()
+        if not name and not self._name_asked:
+            answer = self.ask_name()
+            self._name_asked = answer is not None  # None: nobody could be asked (not on screen)
+            name = " ".join(str(answer or "").split())
+            if name:
+                self.settings.annotator = name
+        return name or None
 
     @property
     def session(self) -> AnnotationSession | None:
@@ -350,6 +374,12 @@ class AnnotatorController:
     def set_device(self, device: str) -> None:
         self.device = self.settings.device = device
         self.events.device.emit(device)
+        self.preload()
+
+    def set_precision(self, precision: str) -> None:
+        """Load the model with ``precision`` (``precision.PRECISIONS``) from now on."""
+        self.precision = self.settings.precision = check_precision(precision)
+        self.events.precision.emit(self.precision)
         self.preload()
 
     def preload(self) -> None:

@@ -6,7 +6,7 @@ import weakref
 from collections.abc import Callable, Sequence
 
 from qtpy.QtCore import QEvent, QObject
-from qtpy.QtWidgets import QMessageBox, QWidget
+from qtpy.QtWidgets import QInputDialog, QMessageBox, QWidget
 
 
 def ask(parent: QWidget | None, title: str, text: str, choices: Sequence[str], *, default: str | None = None) -> str:
@@ -25,6 +25,21 @@ def ask(parent: QWidget | None, title: str, text: str, choices: Sequence[str], *
                 box.setDefaultButton(button)
     box.exec_()
     return buttons.get(box.clickedButton(), choices[-1])
+
+
+def ask_name(parent: QWidget) -> str | None:
+    """The annotator's name, asked once (the settings remember it); "" when they give none; None
+    when ``parent``'s window is not on screen (a script or a test: nobody was asked). The window,
+    not the widget: ``emosem view`` opens a campaign before the dock widget is first shown."""
+    if not parent.window().isVisible():
+        return None
+    text, ok = QInputDialog.getText(
+        parent,
+        "Your name",
+        "Your name as an annotator (kept with each record you review, so that several annotators'\n"
+        "records stay apart; change it in Preferences › napari-emosem):",
+    )
+    return " ".join(text.split()) if ok else ""
 
 
 class CloseGuard(QObject):

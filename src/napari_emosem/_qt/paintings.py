@@ -14,7 +14,7 @@ import numpy as np
 from napari.layers import Image
 from psygnal import Signal, SignalGroup
 
-from .._layers import painting_info
+from .._layers import is_overlay, painting_info
 from ..annotation import AnnotationSession, AutosaveInfo, Status
 from ..errors import EmoSEMError
 from ..image_io import to_rgb_uint8
@@ -52,7 +52,7 @@ class Paintings:
         return entry[1] if entry else None
 
     def image_layers(self) -> list:
-        return [layer for layer in self.viewer.layers if isinstance(layer, Image)]
+        return [layer for layer in self.viewer.layers if isinstance(layer, Image) and not is_overlay(layer)]
 
     def sessions(self) -> list[tuple[object, AnnotationSession]]:
         return list(self._sessions.values())

@@ -18,6 +18,7 @@ from psygnal import Signal, SignalGroup
 from qtpy.QtCore import QTimer
 
 from ..annotation import AnnotationSession
+from ..annotation.dataset import annotator_records
 from .jobs.prefetch import Prefetched, PrefetchJob
 
 if TYPE_CHECKING:
@@ -72,7 +73,9 @@ class Prefetcher:
         name, spec = painting.file_name, controller.model_spec
         if name in self._ready or (name, spec) in self._failed or name == navigation.current_name:
             return
-        have = {record.emotion for record in campaign.records(name)}
+        # the annotator's own records and the drafts: a pair only others reviewed gets a draft too
+        mine = annotator_records(campaign.all_records(name), controller.settings.annotator.strip() or None)
+        have = {record.emotion for record in mine}
         emotions = [e for e in campaign.emotions if e not in have]
         self.job = PrefetchJob(
             controller,

@@ -1,6 +1,6 @@
 """The annotator's settings: napari's plugin settings (npe2 ``configurations``, napari ≥ 0.9).
 
-The manifest declares two groups, ``model`` (model, device, cache_folder) and ``annotation``
+The manifest declares two groups, ``model`` (model, device, precision, cache_folder) and ``annotation``
 (dataset_folder, annotator, autosave_seconds); napari shows them in Preferences and saves them
 to ``<napari config dir>/napari-emosem.yaml``. When napari does not know this plugin's settings
 (an older napari, or the plugin not registered, as in some tests), the same names live in memory
@@ -13,10 +13,12 @@ import os
 from types import SimpleNamespace
 from typing import Any
 
+from ..precision import PRECISIONS
+
 PLUGIN = "napari-emosem"
 
 DEFAULTS: dict[str, dict[str, Any]] = {
-    "model": {"model": "", "device": "auto", "cache_folder": ""},
+    "model": {"model": "", "device": "auto", "precision": "auto", "cache_folder": ""},
     "annotation": {"dataset_folder": "", "annotator": "", "autosave_seconds": 30},
 }
 
@@ -35,8 +37,9 @@ def _napari_settings():
 class Settings:
     """Typed access to the plugin settings; writes are saved by napari at once."""
 
-    def __init__(self, backend: Any | None = None):
-        """``backend``: napari's plugin settings (default), or ``False`` for in-memory settings."""
+    def __init__(self, backend: Any | None = None, **values: Any):
+        """``backend``: napari's plugin settings (default), or ``False`` for in-memory settings;
+        ``values``: settings to set by property name (``precision="fp32"``)."""
         if backend is None:
             backend = _napari_settings()
         elif backend is False:
@@ -45,6 +48,10 @@ class Settings:
         if backend is None:
             backend = SimpleNamespace(**{group: SimpleNamespace(**values) for group, values in DEFAULTS.items()})
         self._backend = backend
+        for name, value in values.items():
+            if not isinstance(getattr(type(self), name, None), property):
+                raise TypeError(f"Settings has no setting {name!r}")
+            setattr(self, name, value)
 
     def _get(self, group: str, key: str) -> Any:
         return getattr(getattr(self._backend, group), key)
@@ -55,6 +62,11 @@ class Settings:
 
     model = property(lambda s: s._get("model", "model"), lambda s, v: s._set("model", "model", str(v)))
     device = property(lambda s: s._get("model", "device"), lambda s, v: s._set("model", "device", str(v)))
+    precision = property(
+        # a value napari's settings file holds but this version does not know: the default
+        lambda s: s._get("model", "precision") if s._get("model", "precision") in PRECISIONS else "auto",
+        lambda s, v: s._set("model", "precision", str(v)),
+    )
     cache_folder = property(
         lambda s: s._get("model", "cache_folder"), lambda s, v: s._set("model", "cache_folder", str(v))
     )

@@ -16,8 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from ..data import Stimulus, StimulusDataset
-from ..data.records import ANNOTATION_SECONDS
+from ..data import PaintingUpdate, Stimulus, StimulusDataset
+from ..data.records import ANNOTATION_SECONDS, DRAFT, Slot
 from ..emotions import EMOTIONS, normalise_emotion
 from ..errors import EmoSEMError
 from ..image_io import image_digest, load_image
@@ -51,6 +51,21 @@ class ExportResult:
     written: tuple[str, ...]
     #: emotion -> why it was not written
     skipped: dict[str, str]
+    #: emotions whose unreviewed draft the dataset did not take: a person's reviewed record of the
+    #: pair stays (``records.replaces``, the one rule)
+    kept_reviewed: tuple[str, ...] = ()
+
+
+def annotator_records(records: Iterable[Stimulus], annotator: str | None) -> list[Stimulus]:
+    """What one annotator works on in a painting (``StimulusDataset.records``): per emotion their
+    own record, else the pair's draft. Other annotators' records and the adjudicated one are not
+    theirs to edit: a session never holds them, so its save never re-attributes them."""
+    own = Slot("reviewed", annotator)
+    chosen: dict[str, Stimulus] = {}
+    for record in records:
+        if record.slot == own or (record.slot == DRAFT and record.emotion not in chosen):
+            chosen[record.emotion] = record
+    return list(chosen.values())
 
 
 def passthrough_record(stimulus: Any) -> dict[str, Any]:
@@ -166,17 +181,22 @@ def write_painting(
     stimuli: list[Any],
     skipped: dict[str, str],
     metadata: dict[str, Any],
+    writer: str | None = None,
 ) -> ExportResult:
     """Write one painting and its records into ``target``: a dataset already open (a campaign's:
-    nothing is read again), or the folder of one (created if needed)."""
+    nothing is read again), or the folder of one (created if needed). ``writer``: whose save it is
+    (the dataset removes only that annotator's records and the draft of the emotions not given)."""
     dataset = target if isinstance(target, StimulusDataset) else StimulusDataset.open(target, create=True)
-    painting = dataset.write_painting(image, file_name, stimuli, metadata=metadata or None)
+    update = PaintingUpdate(image, file_name, stimuli, metadata=metadata or None, writer=writer)
+    report = dataset.write_paintings([update])
+    kept = tuple(emotion for _, emotion in report.kept_reviewed)
     return ExportResult(
         dataset_root=dataset.root,
         file_name=file_name,
-        painting=painting,
-        written=tuple(s.emotion for s in stimuli if s.emotion in EMOTIONS),
+        painting=report.paintings[0],
+        written=tuple(s.emotion for s in stimuli if s.emotion in EMOTIONS and s.emotion not in kept),
         skipped=skipped,
+        kept_reviewed=kept,
     )
 
 

@@ -53,7 +53,9 @@ class AnnotationSession:
     source_path
         The image file it was read from, if any: exported as is when its pixels match.
     annotator
-        Recorded on the annotations a person reviewed.
+        Whose session this is: recorded on the annotations they reviewed; an export replaces only
+        their records (and the drafts). Give it only their own records and the drafts
+        (:func:`napari_emosem.annotation.dataset.annotator_records`).
     metadata
         Painting metadata for the dataset (artist, title, style when known).
     passthrough
@@ -384,7 +386,9 @@ class AnnotationSession:
         if image is None:
             image = self.source_path if self._source_file_matches() else self.image
         target = dataset if isinstance(dataset, StimulusDataset) else Path(dataset)
-        result = _dataset.write_painting(target, file_name, image, stimuli, skipped, self.painting_metadata())
+        result = _dataset.write_painting(
+            target, file_name, image, stimuli, skipped, self.painting_metadata(), writer=self.annotator
+        )
         self.file_name = file_name
         self.exported_to = result.dataset_root
         self._exported_revision = self.revision

@@ -35,6 +35,13 @@ def register(subparsers) -> None:
         "--painting", default=None, help="which painting of a dataset to open (file name; default: the first not done)"
     )
     parser.add_argument("--dataset", default=None, help="dataset folder the annotator exports to")
+    parser.add_argument(
+        "--annotator",
+        default=None,
+        metavar="NAME",
+        help="your name as an annotator: your records are kept apart from other annotators' (remembered in "
+        "the settings; default: the setting, asked once when none is set)",
+    )
     parser.set_defaults(func=run)
 
 
@@ -56,6 +63,7 @@ def open_viewer(
     device: str | None = None,
     painting: str | None = None,
     dataset: str | None = None,
+    annotator: str | None = None,
     show: bool = True,
     viewer=None,
 ):
@@ -81,6 +89,11 @@ def open_viewer(
             widget.set_model(model)
         if device:
             widget.set_device(device)
+        if annotator is not None:
+            name = " ".join(annotator.split())
+            if not name:
+                raise EmoSEMError("--annotator: the name is empty; give your name, e.g. --annotator ana")
+            widget.settings.annotator = name  # before a campaign opens: it loads this annotator's records
         for path in paths:
             root = dataset_root(path)
             if root is not None:
@@ -104,7 +117,8 @@ def open_viewer(
 
 def run(args: argparse.Namespace) -> int:
     viewer, _ = open_viewer(
-        list(args.paths), model=args.model, device=args.device, painting=args.painting, dataset=args.dataset
+        list(args.paths), model=args.model, device=args.device, painting=args.painting, dataset=args.dataset,
+        annotator=args.annotator,
     )
     import napari
 

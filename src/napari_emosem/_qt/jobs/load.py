@@ -25,7 +25,9 @@ class LoadJob(ModelJob):
             predictor, _, _ = self.predictor(with_painting=False)
         except EmoSEMError as exc:
             return Failed(str(exc))
-        return self.done(predictor, f"ready: {predictor.description}")
+        plan = getattr(predictor, "plan", None)  # EmoSEM's: what "precision" resolved to here
+        arithmetic = f" ({plan.label})" if plan is not None else ""
+        return self.done(predictor, f"ready: {predictor.description}{arithmetic}")
 
     def on_done(self, result: Done) -> None:
         self.controller.status(f"{result.message} (loaded in {result.seconds:.1f} s)")

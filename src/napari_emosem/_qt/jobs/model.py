@@ -24,7 +24,7 @@ class ModelJob(Job):
     def __init__(self, controller: AnnotatorController, cache: PredictorCache, session: AnnotationSession | None):
         super().__init__()
         self.controller, self.cache, self.session = controller, cache, session
-        self.spec, self.device = controller.model_spec, controller.device
+        self.spec, self.device, self.precision = controller.model_spec, controller.device, controller.precision
         self.started = 0.0
 
     @property
@@ -35,7 +35,7 @@ class ModelJob(Job):
         """In the worker, first: ``(predictor, loaded it now, encoded the painting now)``."""
         self.started = time.perf_counter()
         prepare_worker_thread()
-        predictor, loaded = self.cache.predictor(self.spec, self.device)
+        predictor, loaded = self.cache.predictor(self.spec, self.device, self.precision)
         limit_torch_threads()
         encoded = False
         if with_painting and self.session is not None:

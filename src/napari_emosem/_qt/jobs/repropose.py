@@ -93,7 +93,7 @@ class ReproposeJob(ModelJob):
                 done, total = step.index, step.total
                 if step.error:
                     failed.append(step.file_name)
-                records = () if step.error else tuple(dataset.stimuli(step.file_name))
+                records = () if step.error else tuple(dataset.records(step.file_name))
                 yield PendingStep(step.index, step.total, step.file_name, step.error, records)
         except EmoSEMError as exc:
             return Failed(str(exc))

@@ -1,5 +1,6 @@
 """The annotator's panels: one job each, observing the controller and calling its actions."""
 
+from .annotators import AnnotatorsPanel
 from .autosave_banner import AutosaveBanner
 from .dataset import DatasetPanel
 from .emotion_table import EmotionTablePanel
@@ -9,6 +10,7 @@ from .painting_model import PaintingModelPanel
 from .selected_emotion import SelectedEmotionPanel
 
 __all__ = [
+    "AnnotatorsPanel",
     "AutosaveBanner",
     "DatasetPanel",
     "EmotionTablePanel",
