@@ -372,3 +372,53 @@ def test_removing_the_campaigns_layer_saves_its_painting(annotator, tmp_path):
     assert widget.campaign.current is None and widget.session is None
     assert widget.go_to_painting("painting-1.png") and widget.campaign.layer in viewer.layers
 
+
+def test_the_navigator_sorts_by_the_queue_and_next_follows_it(annotator, tmp_path):
+    from napari_emosem.campaign.annotate_next import queue_paintings
+    from napari_emosem.loading import load_predictor
+
+    root = make_campaign(tmp_path / "campaign", 5)
+    dataset = StimulusDataset.open(root)
+    done = [Stimulus(e, no_stimulus=True, source="human", annotator="bo") for e in EMOTIONS]
+    dataset.write_painting(None, "painting-2.png", done)
+    expected = queue_paintings(dataset, load_predictor("tiny", device="cpu", precision="fp32"), order="random")
+    ranked = [entry.painting.file_name for entry in expected.entries]
+    assert len(ranked) == 4 and ranked != sorted(ranked)  # a real reordering to follow
+
+    viewer, widget = annotator()
+    widget.open_dataset(root, "painting-0.png")
+    nav = widget.navigator
+    nav.order_combo.setCurrentText("queue: random")  # ranks in a job (synchronous here), then sorts
+    assert [row.split("  ·  ")[0] for row in list_rows(widget)] == [*ranked, "painting-2.png"]
+    assert nav.sort_line == "sorted by the queue (random): 4 paintings"
+    # Next and Previous follow the list (done ones passed over)
+    widget.go_to_painting(ranked[0])
+    for name in ranked[1:]:
+        assert widget.next_painting() and widget.session.file_name == name
+    assert not widget.next_painting()
+    assert widget.previous_painting() and widget.session.file_name == ranked[-2]
+    current = nav.list_view.currentIndex().row()
+    assert current == len(ranked) - 2  # the current painting's row, in the sorted list
+    nav.order_combo.setCurrentText("dataset order")
+    assert [row.split("  ·  ")[0] for row in list_rows(widget)] == [f"painting-{i}.png" for i in range(5)]
+
+
+def test_sorting_by_the_queue_runs_in_the_background_and_can_be_cancelled(annotator, qtbot, tmp_path):
+    root = make_campaign(tmp_path / "campaign", 4)
+    viewer, widget = annotator(synchronous=False)
+    widget.open_dataset(root, "painting-0.png")
+    nav = widget.navigator
+    progress = []
+    nav.order_combo.setCurrentText("queue: uncertainty")
+    nav.sort_job.events.progress.connect(lambda done, total, line: progress.append((done, total)))
+    qtbot.waitUntil(lambda: nav.sort_line.startswith("sorted by the queue (uncertainty)"), timeout=60_000)
+    assert progress and progress[-1] == (4, 4)
+    assert sorted(row.split("  ·  ")[0] for row in list_rows(widget)) == [f"painting-{i}.png" for i in range(4)]
+    assert widget.controller.campaign.queue_places is not None
+    # again, cancelled at once: the list keeps its order, and the annotator can work meanwhile
+    before = list_rows(widget)
+    nav.order_combo.setCurrentText("queue: random")
+    widget.controller.jobs.cancel(nav.sort_job)
+    qtbot.waitUntil(lambda: not nav.sort_job.running, timeout=60_000)
+    assert list_rows(widget) == before
+    widget.shutdown()

@@ -135,8 +135,11 @@ class CampaignNavigation:
         #: the index of the painting shown (in ``campaign.paintings``), and its Image layer
         self.current: int | None = None
         self.layer = None
-        #: indices of the paintings the navigator lists, in dataset order
+        #: indices of the paintings the navigator lists, in :attr:`order`
         self.visible: list[int] = []
+        #: campaign index -> place in the queue when the list is sorted by it (None: dataset order);
+        #: the paintings the queue leaves out (done, skipped) come after it, in dataset order
+        self.queue_places: dict[int, int] | None = None
         self.status_filter = "all"
         self.search = ""
         #: Next and Previous pass over done and skipped paintings
@@ -173,7 +176,7 @@ class CampaignNavigation:
 
     def _open(self, root: str | Path) -> Campaign:
         campaign = Campaign.open(root)
-        self.campaign, self.current = campaign, None
+        self.campaign, self.current, self.queue_places = campaign, None, None
         self.controller.dataset.set(campaign.root)
         self._filter()
         self.events.opened.emit(campaign)
@@ -244,8 +247,44 @@ class CampaignNavigation:
             if text and text not in p.painting.file_name.lower() and text not in p.label.lower():
                 continue
             visible.append(i)
-        self.visible = visible
+        self.visible = sorted(visible, key=self.place)
         self.events.filtered.emit()
+
+    def place(self, index: int) -> int:
+        """Where the painting at campaign ``index`` comes in the navigator's order."""
+        if self.queue_places is None:
+            return index
+        return self.queue_places.get(index, len(self.queue_places) + index)
+
+    def sort_by_queue(self, report=None) -> None:
+        """List the paintings in the queue's order (a ``QueueReport`` of this campaign), or in
+        dataset order again (None); Next and Previous follow the list."""
+        campaign = self.campaign
+        if report is None or campaign is None:
+            self.queue_places = None
+        else:
+            names = [entry.painting.file_name for entry in report.entries]
+            self.queue_places = {campaign.index[n]: place for place, n in enumerate(names) if n in campaign.index}
+        self._filter()
+        self.controller.prefetch.schedule()  # the next painting may be another one now
+
+    def start_sort_by_queue(self, order: str = "uncertainty", *, progress=None, ended=None):
+        """Rank the campaign with the model in use (``queue_paintings``, in a background job with
+        progress) and list it in that order once ranked; returns the job (None: not started).
+        ``progress(done, total, line)`` and ``ended(line)`` follow it."""
+        controller, campaign = self.controller, self.campaign
+        if campaign is None:
+            controller.error("open a campaign first")
+            return None
+        from .jobs.sort_queue import SortQueueJob
+
+        job = SortQueueJob(controller, controller.cache, campaign.root, order, on_sorted=self.sort_by_queue)
+        if progress is not None:
+            job.events.progress.connect(progress)
+        if ended is not None:
+            job.events.ended.connect(ended)
+        controller.run(job)
+        return job
 
     def peek(self, step: int = 1) -> int | None:
         """The index Next (``step`` 1) or Previous (-1) would go to: the neighbour in the
@@ -253,11 +292,11 @@ class CampaignNavigation:
         campaign = self.campaign
         if campaign is None or not self.visible:
             return None
-        here = self.current
+        here = None if self.current is None else self.place(self.current)
         if step > 0:
-            ahead = (i for i in self.visible if here is None or i > here)
+            ahead = (i for i in self.visible if here is None or self.place(i) > here)
         else:
-            ahead = (i for i in reversed(self.visible) if here is None or i < here)
+            ahead = (i for i in reversed(self.visible) if here is None or self.place(i) < here)
         return next((i for i in ahead if not (self.skip_done and campaign.paintings[i].status in FINISHED)), None)
 
     # Moving -------------------------------------------------------------------------------------

@@ -27,6 +27,7 @@ from qtpy.QtWidgets import (
 )
 
 from ...campaign import PaintingStatus
+from ...campaign.queue import QueueOrder
 from ..campaign import STATUS_FILTERS, CampaignNavigation, describe_status
 from ..controller import AnnotatorController
 from ..jobs.repropose import ReproposeJob
@@ -84,8 +85,8 @@ class PaintingList(QAbstractListModel):
             return None
         from bisect import bisect_left
 
-        visible = self.navigation.visible  # ascending: dataset order
-        row = bisect_left(visible, index)
+        visible, place = self.navigation.visible, self.navigation.place  # sorted by place
+        row = bisect_left(visible, place(index), key=place)
         return row if row < len(visible) and visible[row] == index else None
 
     def changed(self, index: int | None) -> None:
@@ -103,6 +104,9 @@ class NavigatorPanel(QGroupBox):
         self.controller = controller
         self.navigation = controller.campaign
         self.repropose_job: ReproposeJob | None = None
+        self.sort_job = None
+        #: how the last sort by the queue ended, in one line
+        self.sort_line = ""
         self._current: int | None = None
         box = QVBoxLayout(self)
         self.summary_label = QLabel("")
@@ -147,10 +151,43 @@ class NavigatorPanel(QGroupBox):
         self.skip_done_check.setToolTip("Previous and Next pass over done and skipped paintings")
         self.skip_done_check.setFocusPolicy(Qt.NoFocus)
         self.skip_done_check.toggled.connect(lambda on: setattr(self.navigation, "skip_done", on))
+        self.order_combo = QComboBox()
+        self.order_combo.addItem("dataset order", None)
+        for order in QueueOrder:
+            self.order_combo.addItem(f"queue: {order.value}", order.value)
+        self.order_combo.setToolTip(
+            "Sort the list by what to annotate next (emosem queue): uncertainty, the paintings the model is least "
+            "sure of first; diversity, the least like those done; random. The model in use looks at every painting "
+            "not done, in the background"
+        )
+        self.order_combo.currentIndexChanged.connect(lambda _: self.sort(self.order_combo.currentData()))
         row.addWidget(self.filter_combo)
         row.addWidget(self.search_edit, 1)
+        row.addWidget(self.order_combo)
         row.addWidget(self.skip_done_check)
         return row
+
+    def sort(self, order: str | None):
+        """List the paintings in dataset order (None) or by the queue's ``order`` (ranked in a
+        background job, its progress in the line under the list, the outcome in the status line);
+        returns the job, if one started."""
+        if self.sort_job is not None and self.sort_job.running:
+            self.controller.jobs.cancel(self.sort_job)
+        self.sort_job = None
+        if order is None:
+            self.navigation.sort_by_queue(None)
+            return None
+        self.sort_job = self.navigation.start_sort_by_queue(
+            order,
+            progress=lambda done, total, line: self.prefetch_label.setText(f"sorting: {line}"),
+            ended=self._sorted,
+        )
+        return self.sort_job
+
+    def _sorted(self, line: str) -> None:
+        self.sort_line = line
+        self.prefetch_label.setText("")
+        self.controller.status(line)
 
     def _make_list(self) -> QListView:
         view = QListView()
@@ -251,6 +288,8 @@ class NavigatorPanel(QGroupBox):
             self.setTitle(f"Campaign: {campaign.root.name} ({len(campaign.paintings):,} paintings)")
             self.setToolTip(str(campaign.root))
         self._current = None
+        with QSignalBlocker(self.order_combo):  # a campaign opens in dataset order
+            self.order_combo.setCurrentIndex(0)
         self._enable()
 
     def _on_filtered(self) -> None:
