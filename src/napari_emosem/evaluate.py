@@ -296,7 +296,9 @@ def format_table(report: EvaluationReport) -> str:
     widths = [max(len(str(r[i])) for r in [header, *rows, *ceiling_rows]) for i in range(len(header))]
 
     def line(r):
-        return "  ".join(str(c).rjust(w) if i else str(c).ljust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True)))
+        return "  ".join(
+            str(c).rjust(w) if i else str(c).ljust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True))
+        )
 
     lines = [line(r) for r in [header, *rows]]
     lines.insert(1, "-" * len(lines[0]))

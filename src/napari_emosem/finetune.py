@@ -81,10 +81,8 @@ def default_run_dir(base: str | os.PathLike) -> Path:
         from .errors import CheckpointError
 
         if is_checkpoint(resolve_checkpoint_dir(base)):
-            try:
+            with contextlib.suppress(CheckpointError):  # fine_tune reports it; the folder name does not need it
                 name = read_checkpoint(base).id
-            except CheckpointError:
-                pass  # fine_tune reports it; the folder name does not need it
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     run = paths.checkpoints_dir() / f"{stamp}-{name}"
     n = 2

@@ -173,7 +173,7 @@ class StarterPredictor(Predictor):
         scores = emotion_scores(painting.region_z, names)
         areas = np.bincount(regions.ravel(), minlength=len(painting.region_z))
         proposals = []
-        for emotion, row in zip(names, scores):
+        for emotion, row in zip(names, scores, strict=True):
             chosen = choose_regions(
                 row, margin=self.config.join_margin, max_regions=self.config.max_regions_per_mask
             )
@@ -260,11 +260,11 @@ class StarterPredictor(Predictor):
         # two opposite clicks can share one working pixel: the painting's own pixels decide,
         # later clicks winning
         rows, cols = points[:, 0].astype(np.intp), points[:, 1].astype(np.intp)
-        for r, c, is_positive in zip(rows, cols, positive):
+        for r, c, is_positive in zip(rows, cols, positive, strict=True):
             mask[r, c] = is_positive
         if not mask.any():
             mask[:] = True
-            for r, c, is_positive in zip(rows, cols, positive):
+            for r, c, is_positive in zip(rows, cols, positive, strict=True):
                 mask[r, c] = is_positive
 
         coverage = painting.grid.coverage(mask)

@@ -90,7 +90,9 @@ def from_datasets(roots: Sequence[str | os.PathLike], *, include_unreviewed: boo
             tp.pairs.append(TrainingPair(pair.emotion, target, [e for e in explanations if e.strip()]))
         paintings.extend(by_painting.values())
         summary = ds.summary()
-        summaries.append({"root": str(Path(ds.root).resolve()), "paintings": summary["paintings"], "pairs": summary["pairs"]})
+        summaries.append(
+            {"root": str(Path(ds.root).resolve()), "paintings": summary["paintings"], "pairs": summary["pairs"]}
+        )
         hashes.append(ds.content_hash())
     n_pairs = sum(len(p.pairs) for p in paintings)
     where = ", ".join(str(r) for r in roots)

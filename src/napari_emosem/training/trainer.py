@@ -141,7 +141,9 @@ def check_resumable(run_dir: Path | None, data: TrainingData, config: TrainConfi
     """Raise :class:`TrainingError` unless ``run_dir`` holds a finished epoch of the same run:
     the same data, seed and batch size, and an undamaged state."""
     if run_dir is None or not has_state(run_dir):
-        raise TrainingError(f"nothing to resume in {run_dir}: no finished epoch was saved there; drop --resume to start")
+        raise TrainingError(
+            f"nothing to resume in {run_dir}: no finished epoch was saved there; drop --resume to start"
+        )
     info = read_state_info(run_dir)
     if info["data_hash"] != data.data_hash:
         raise TrainingError(
@@ -216,7 +218,9 @@ class Trainer:
         key = encoder_key(model, self.identity)
         groups = [g for g, p in enumerate(train_paintings) for _ in p.pairs]
         dist = self.dist
-        steps_per_epoch = len(epoch_batches(groups, cfg.batch_size, np.random.default_rng(0), dist.rank, dist.world_size))
+        steps_per_epoch = len(
+            epoch_batches(groups, cfg.batch_size, np.random.default_rng(0), dist.rank, dist.world_size)
+        )
         drafts = cfg.validate_explanations and any(pair.explanations for p in val_paintings for pair in p.pairs)
         val_units = len(val_paintings) + (1 if drafts else 0)  # the caption metrics count as one
         self._total = len(train_paintings) + len(val_paintings) + val_units + cfg.epochs * (steps_per_epoch + val_units)
@@ -293,7 +297,9 @@ class Trainer:
                 info["bad_epochs"] += 1
             info["epoch"] = epoch
             if self.dist.is_main and self.run_dir is not None:
-                save_state(self.run_dir, model, optimizer, dict(info, data_hash=self.data.data_hash, config=asdict(cfg)))
+                save_state(
+                    self.run_dir, model, optimizer, dict(info, data_hash=self.data.data_hash, config=asdict(cfg))
+                )
                 with open(self.run_dir / LOG, "a", encoding="utf-8") as log:
                     log.write(json.dumps(record) + "\n")
             distributed.barrier(self.dist)
@@ -310,7 +316,13 @@ class Trainer:
 
             checkpoint = read_checkpoint(self.run_dir / BEST)
         result = TrainResult(
-            checkpoint, info["before"] or {}, best["val"], info["history"], info["epoch"], stopped_early, dict(self.data.summary)
+            checkpoint,
+            info["before"] or {},
+            best["val"],
+            info["history"],
+            info["epoch"],
+            stopped_early,
+            dict(self.data.summary),
         )
         yield self._event("done", info["epoch"], metrics={"result": result})
 
@@ -323,7 +335,9 @@ class Trainer:
         if frozen and self.dist.enabled:
             # each process encodes its share into the shared disk cache, then all read it
             mine = paintings[self.dist.rank :: self.dist.world_size]
-            for done, total, _ in prepare(self.model, mine, encoder_key=key, cache=self.cache, device=self.device, encode=False):
+            for done, total, _ in prepare(
+                self.model, mine, encoder_key=key, cache=self.cache, device=self.device, encode=False
+            ):
                 yield self._event("prepare", step=done, steps=total, message=f"encoding {what} paintings")
             distributed.barrier(self.dist)
         budget = 1.5 * 1024**3
@@ -331,11 +345,19 @@ class Trainer:
         keep = len(paintings) * per <= budget
         out: list[PaintingFeatures] = []
         for done, total, features in prepare(
-            self.model, paintings, encoder_key=key, cache=self.cache, device=self.device, encode=True, keep_in_memory=keep
+            self.model,
+            paintings,
+            encoder_key=key,
+            cache=self.cache,
+            device=self.device,
+            encode=True,
+            keep_in_memory=keep,
         ):
             out.append(features)
             self._done += 1
-            yield self._event("prepare", step=done, steps=total, message=f"preparing {what} paintings", paintings=(features.key,))
+            yield self._event(
+                "prepare", step=done, steps=total, message=f"preparing {what} paintings", paintings=(features.key,)
+            )
         return out
 
     def _restore(self, optimizer) -> dict:
