@@ -155,13 +155,17 @@ def fine_tune(
                 run.rmdir()
         raise
     trainer = Trainer(model, identity, data, config, run, parent=parent, device=device, resume=resume, cache=cache)
+    yield TrainEvent("message", message=_start_line(trainer, parent, run))
+    yield from trainer.run()
+
+
+def _start_line(trainer: Trainer, parent, run: Path) -> str:
+    """"from vit_b (continuing …) on cpu × 2 processes into RUN"."""
     dist = trainer.dist
-    yield TrainEvent(
-        "message",
-        message=f"from {model.config.name}"
+    return (
+        f"from {trainer.model.config.name}"
         + (f" (continuing {parent.label})" if parent else "")
         + f" on {trainer.device}"
         + (f" × {dist.world_size} processes" if dist.enabled else "")
-        + f" into {run}",
+        + f" into {run}"
     )
-    yield from trainer.run()
