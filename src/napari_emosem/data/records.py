@@ -321,6 +321,20 @@ Stimulus.mask = property(  # type: ignore[assignment]
 )
 
 
+def same_judgement(a: Stimulus, b: Stimulus) -> bool:
+    """The same judgement: mask, explanations, no stimulus, where it came from (not times, not
+    whose it is)."""
+    ra, rb = a._stored_rle(), b._stored_rle()
+    return (
+        (None if ra is None else ra.counts) == (None if rb is None else rb.counts)
+        and a.explanations == b.explanations
+        and a.no_stimulus == b.no_stimulus
+        and a.source == b.source
+        and a.edited == b.edited
+        and a.extra == b.extra
+    )
+
+
 def effective_record(records: list[Stimulus]) -> Stimulus | None:
     """The record that stands for a pair where one record is wanted (training targets, exports,
     the single-annotator view): the adjudicated record; else the reviewed one, and of several the
