@@ -41,11 +41,11 @@ from .content_hash import HASH_SCHEME, ContentHasher
 from .parse_cache import ParseCache
 from .queries import RecordQueries
 from .reading import DatasetReader, DiskState, LocalCopy
-from .records import Painting, PairRecords, Stimulus
+from .records import Painting, PairRecords, Stimulus, copy_painting
 from .store import IMAGES
 from .updates import RECORD_MODES, PaintingUpdate, WriteReport
 from .validate import Document
-from .writing import Compaction, DatasetWriter, copy_painting, journal_bytes
+from .writing import Compaction, DatasetWriter, journal_bytes
 
 __all__ = [
     "DEFAULT_COMPACTION", "DEFAULT_PARSE_CACHE", "HASH_SCHEME", "IMAGES", "RECORD_MODES",

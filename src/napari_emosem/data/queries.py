@@ -14,9 +14,8 @@ import numpy as np
 
 from ..emotions import EMOTIONS, SOMETHING_ELSE, normalise_emotion, parse_emotions
 from .reading import LocalCopy
-from .records import UNNAMED, Painting, PairRecords, Stimulus, effective_record
+from .records import UNNAMED, Painting, PairRecords, Stimulus, copy_painting, effective_record
 from .validate import Document
-from .writing import copy_painting
 
 
 class RecordQueries:

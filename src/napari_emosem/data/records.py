@@ -14,7 +14,7 @@ record per annotator, and one adjudicated record (a reviewer's decision between 
 from __future__ import annotations
 
 import datetime as _dt
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import PurePosixPath
 from typing import Any, NamedTuple
 
@@ -319,6 +319,11 @@ class Stimulus:
 Stimulus.mask = property(  # type: ignore[assignment]
     Stimulus._get_mask, Stimulus._set_mask, doc="bool (H, W) mask, or None (text only)"
 )
+
+
+def copy_painting(p: Painting) -> Painting:
+    """A copy the caller may change (its metadata too)."""
+    return replace(p, metadata=dict(p.metadata))
 
 
 def same_judgement(a: Stimulus, b: Stimulus) -> bool:

@@ -27,7 +27,7 @@ from . import store
 from .coco_json import document_json, painting_json
 from .prepare import Prepared, prepare
 from .reading import DatasetReader, DiskState, LocalCopy, file_stat, journal_ino, replay
-from .records import Painting
+from .records import Painting, copy_painting
 from .transaction import Transaction
 from .updates import PaintingUpdate, WriteReport
 from .validate import Document
@@ -281,11 +281,6 @@ def journal_bytes(root: Path) -> int:
         return store.journal_path(root).stat().st_size
     except FileNotFoundError:
         return 0
-
-
-def copy_painting(p: Painting) -> Painting:
-    """A copy the caller may change (its metadata too)."""
-    return dataclasses.replace(p, metadata=dict(p.metadata))
 
 
 def _write_image_file(target: Path, item: Prepared) -> None:
