@@ -88,8 +88,8 @@ def main() -> int:
     predictor = EmoSEMPredictor(model, identity, device=device, precision=args.precision,
                                 max_new_tokens=args.max_tokens, cache=EmbeddingCache(max_bytes=0, memory_items=0))
     sync = torch.cuda.synchronize if cuda else (lambda: None)
-    print(f"{n} paintings of 1024 px, 8 emotions with {args.max_tokens}-token drafts — {machine}, torch {torch.__version__}; "
-          f"precision {predictor.plan.label}; batch {batch}, {workers} workers")
+    print(f"{n} paintings of 1024 px, 8 emotions with {args.max_tokens}-token drafts — {machine}, "
+          f"torch {torch.__version__}; precision {predictor.plan.label}; batch {batch}, {workers} workers")
     results = {}
     with tempfile.TemporaryDirectory(prefix="emosem-bench-collection-") as tmp:
         tmp = Path(tmp)

@@ -47,11 +47,16 @@ def gpt2_sized_lm():
     from tokenizers import Tokenizer, models, pre_tokenizers
     from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
 
-    words = "generate the mask for emotion a an of in on at is it this that and with feels looks".split() + list(EMOTIONS)
+    words = [
+        "generate", "the", "mask", "for", "emotion", "a", "an", "of", "in", "on",
+        "at", "is", "it", "this", "that", "and", "with", "feels", "looks",
+    ] + list(EMOTIONS)
     vocab = {"<|endoftext|>": 0, "[UNK]": 1, **{w: i + 2 for i, w in enumerate(dict.fromkeys(words))}}
     tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="[UNK]"))
     tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|endoftext|>", pad_token="<|endoftext|>", unk_token="[UNK]")
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=tok, eos_token="<|endoftext|>", pad_token="<|endoftext|>", unk_token="[UNK]"
+    )
     lm = GPT2LMHeadModel(GPT2Config(vocab_size=50257, bos_token_id=0, eos_token_id=0, pad_token_id=0))
     lm.loss_type = "ForCausalLM"
     return lm, tokenizer
@@ -71,7 +76,9 @@ def timed(fn, repeats, sync):
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--precision", default="fp32", help="auto, fp32 or bf16 (CPU only; see napari_emosem.precision)")
+    parser.add_argument(
+        "--precision", default="fp32", help="auto, fp32 or bf16 (CPU only; see napari_emosem.precision)"
+    )
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--encode-repeats", type=int, default=3)
     parser.add_argument("--json", default=str(Path(__file__).parent / "results" / "bench_model.json"))
@@ -79,7 +86,11 @@ def main() -> int:
     device = args.device
     cuda = device.startswith("cuda")
     sync = torch.cuda.synchronize if cuda else (lambda: None)
-    card = torch.cuda.get_device_name(0) if cuda else f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+    card = (
+        torch.cuda.get_device_name(0)
+        if cuda
+        else f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+    )
 
     t = time.perf_counter()
     model, _ = build_emosem(real_size_config(), language_model=gpt2_sized_lm())
@@ -142,9 +153,11 @@ def main() -> int:
     peak_gpu_mb = torch.cuda.max_memory_allocated() / 2**20 if cuda else None
     rows = []
     print(f"\nEmoSEM at real size, random weights — {card}, torch {torch.__version__}")
-    print(f"prompt: {model.emotional_prompt.length} tokens per emotion (words + mask token), one prompt set per emotion, all 8 in one decoder call")
+    print(f"prompt: {model.emotional_prompt.length} tokens per emotion (words + mask token), "
+          "one prompt set per emotion, all 8 in one decoder call")
     print(f"parameters: encoder {n_params['image_encoder']/1e6:.1f} M, decoder {n_params['mask_decoder']/1e6:.2f} M, "
-          f"LM {n_params['language_model']/1e6:.1f} M, adapter {n_params['prefix_adapter']/1e6:.1f} M; built in {build_s:.1f} s")
+          f"LM {n_params['language_model']/1e6:.1f} M, adapter {n_params['prefix_adapter']/1e6:.1f} M; "
+          f"built in {build_s:.1f} s")
     print(f"{'step':<26}{'median ms':>12}{'min ms':>10}{'target ms':>11}  device")
     for name, times in results.items():
         med = statistics.median(times)

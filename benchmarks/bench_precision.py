@@ -64,7 +64,7 @@ def main() -> int:
                 predictor.set_image(toy.image)
                 out[precision].extend((toy, p) for p in predictor.propose(toy.emotions))
     agreement = [foreground_iou(a.mask, b.mask) if (a.mask.any() or b.mask.any()) else 1.0
-                 for (_, a), (_, b) in zip(out["fp32"], out["bf16"])]
+                 for (_, a), (_, b) in zip(out["fp32"], out["bf16"], strict=True)]
     result = {"pairs": len(agreement), "plans": plans,
               "mask_iou_bf16_vs_fp32": {"mean": float(np.mean(agreement)), "min": float(np.min(agreement))}}
     for precision, pairs in out.items():

@@ -74,7 +74,7 @@ def run_case(rgb: np.ndarray, repeat: int, config: StarterConfig, sam=None) -> d
         "total_s_median": statistics.median(times),
         "total_s_best": min(times),
         "set_image_s_median": statistics.median(set_times),
-        "propose_s_median": statistics.median(t - s for t, s in zip(times, set_times)),
+        "propose_s_median": statistics.median(t - s for t, s in zip(times, set_times, strict=True)),
         "example_draft": proposals[-1].explanation,
     }
 
@@ -83,7 +83,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--large", action="store_true", help="also a generated 12,000 × 9,000 painting")
-    parser.add_argument("--generated", action="store_true", help="a generated 1024 × 768 painting instead of the shipped Cézannes")
+    parser.add_argument(
+        "--generated", action="store_true", help="a generated 1024 × 768 painting instead of the shipped Cézannes"
+    )
     parser.add_argument(
         "--sam-random", choices=("cpu", "cuda"), default=None,
         help="also time SAM's automatic masks as regions: ViT-B with random weights (the real architecture "
@@ -124,7 +126,7 @@ def main() -> int:
 
     columns = ("H×W", "regions", "masks", "set_image", "propose", "total", "best")
     widths = (12, 7, 5, 9, 8, 7, 7)
-    print(f"{'case':60s} " + " ".join(f"{c:>{w}s}" for c, w in zip(columns, widths)))
+    print(f"{'case':60s} " + " ".join(f"{c:>{w}s}" for c, w in zip(columns, widths, strict=True)))
     for name, c in cases.items():
         shape = f"{c['shape'][0]}×{c['shape'][1]}"
         print(

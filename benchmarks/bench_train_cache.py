@@ -62,7 +62,11 @@ def main() -> int:
     device = args.device
     cuda = device.startswith("cuda")
     sync = torch.cuda.synchronize if cuda else (lambda: None)
-    card = torch.cuda.get_device_name(0) if cuda else f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+    card = (
+        torch.cuda.get_device_name(0)
+        if cuda
+        else f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+    )
 
     model, identity = build_emosem(real_size_config(), language_model=gpt2_sized_lm())
     model = model.to(device)
@@ -74,7 +78,7 @@ def main() -> int:
     features = [f for _, _, f in prepare(model, data, encoder_key=key, cache=cache, device=device, encode=True)]
     first_encode_s = time.perf_counter() - t
     items = [(pf, pair) for pf in features for pair in pf.pairs]
-    images = {pf.key: model.image_encoder.preprocess(p.load())[0] for pf, p in zip(features, data)}
+    images = {pf.key: model.image_encoder.preprocess(p.load())[0] for pf, p in zip(features, data, strict=True)}
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=1e-4)
     rng = np.random.default_rng(0)
@@ -95,7 +99,10 @@ def main() -> int:
     model.train()
     step(False)  # warm-up
     rows = {}
-    for name, reencode, n in (("cached embeddings", False, args.cached_steps), ("re-encode every step", True, args.encode_steps)):
+    for name, reencode, n in (
+        ("cached embeddings", False, args.cached_steps),
+        ("re-encode every step", True, args.encode_steps),
+    ):
         sync()
         t = time.perf_counter()
         for _ in range(n):
@@ -106,14 +113,23 @@ def main() -> int:
     speedup = rows["cached embeddings"]["pairs_per_second"] / rows["re-encode every step"]["pairs_per_second"]
 
     print(f"\nTraining throughput, ViT-B + GPT-2 124M, random weights — {card}, torch {torch.__version__}")
-    print(f"batch: {len(items)} pairs from {len(features)} paintings (1024 × 768); encoding them once took {first_encode_s:.1f} s")
+    print(f"batch: {len(items)} pairs from {len(features)} paintings (1024 × 768); "
+          f"encoding them once took {first_encode_s:.1f} s")
     print(f"{'mode':<24}{'steps':>6}{'s/step':>9}{'pairs/s':>10}  device")
     for name, r in rows.items():
         print(f"{name:<24}{r['steps']:>6}{r['seconds'] / r['steps']:>9.2f}{r['pairs_per_second']:>10.2f}  {card}")
     print(f"speed-up from the cache: {speedup:.0f}× (target >= 50×) {'ok' if speedup >= 50 else 'UNDER TARGET'}")
     out = Path(args.json)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"device": card, "torch": torch.__version__, "pairs_per_batch": len(items), "modes": rows, "speedup": speedup, "first_encode_s": first_encode_s}, indent=1))
+    summary = {
+        "device": card,
+        "torch": torch.__version__,
+        "pairs_per_batch": len(items),
+        "modes": rows,
+        "speedup": speedup,
+        "first_encode_s": first_encode_s,
+    }
+    out.write_text(json.dumps(summary, indent=1))
     print(f"wrote {out}")
     return 0
 

@@ -7,7 +7,8 @@ prompt encoder and mask decoder (EmoSEM's are SAM's modules; the weights are cop
 GPT-2-sized language model (random weights, see bench_model.py) and A Painter at Work (Cézanne)
 at 1024 px. Also the machine's fp32 and bf16 matrix-product rates, which decide whether bf16 pays.
 
-    python benchmarks/bench_vs_sam.py [--device cpu|cuda] [--repeats 7] [--encode-repeats 3] [--draft-repeats 3] [--json PATH]
+    python benchmarks/bench_vs_sam.py [--device cpu|cuda] [--repeats 7] [--encode-repeats 3]
+        [--draft-repeats 3] [--json PATH]
 
 Steps that are compared run interleaved, one of each per round, so that on a shared machine
 each sees the same load. Prints absolute times (median and best of the rounds) and ratios, and writes JSON (default
@@ -89,7 +90,7 @@ def matmul_rates(device: str, sync) -> dict:
     rates = {}
     for name, (x, y) in {"fp32": (a, b), "bf16": (a.bfloat16(), b.bfloat16())}.items():
         x @ y
-        best = min(timed(lambda: x @ y, 10, sync))
+        best = min(timed(lambda x=x, y=y: x @ y, 10, sync))  # bound now; consumed within this iteration anyway
         rates[name] = flops / best / 1e6
     return rates
 
@@ -127,7 +128,8 @@ def main() -> int:
     times: dict[str, list[float]] = {}
     notes: dict[str, float] = {}
     auto = resolve_precision("auto", device)
-    print(f"EmoSEM vs segment_anything — {machine}, torch {torch.__version__}; painting {w} × {h}; auto -> {auto.label}")
+    print(f"EmoSEM vs segment_anything — {machine}, torch {torch.__version__}; "
+          f"painting {w} × {h}; auto -> {auto.label}")
 
     def rounds(steps: dict, n: int) -> None:
         """Every step once per round, ``n`` rounds: on a shared machine each step sees the same load."""
@@ -198,10 +200,13 @@ def main() -> int:
         for p, predictor in predictors.items():
             soft = predictor._decode(ids).logits[:, 0].sigmoid()
             extent = predictor._extent(len(ids))
-            draft_steps[f"emosem_drafts_8x30_{p}_lm_{'int8' if predictor.plan.int8_language_model else 'fp32'}"] = functools.partial(
+            lm = "int8" if predictor.plan.int8_language_model else "fp32"
+            draft_steps[f"emosem_drafts_8x30_{p}_lm_{lm}"] = functools.partial(
                 model.explain, predictor._embedding, ids, soft, extent, max_new_tokens=30,
                 language_model=predictor.drafting_language_model())
-            draft_steps[f"emosem_propose_8_with_drafts_{p}"] = functools.partial(predictor.propose, EMOTIONS, explain=True)
+            draft_steps[f"emosem_propose_8_with_drafts_{p}"] = functools.partial(
+                predictor.propose, EMOTIONS, explain=True
+            )
         rounds(draft_steps, args.draft_repeats)
 
     def cosine(a, b):

@@ -79,7 +79,11 @@ def run(capsys, *argv) -> tuple[int, str, str]:
 
 def run_subprocess(*argv, script: str | None = None) -> tuple[int, str, str]:
     """The CLI (or a script) in a fresh interpreter: a segmentation fault fails the test, not pytest."""
-    cmd = [sys.executable, "-c", script, *map(str, argv)] if script else [sys.executable, "-m", "napari_emosem", *map(str, argv)]
+    cmd = (
+        [sys.executable, "-c", script, *map(str, argv)]
+        if script
+        else [sys.executable, "-m", "napari_emosem", *map(str, argv)]
+    )
     done = subprocess.run(cmd, capture_output=True, text=True)
     return done.returncode, done.stdout, done.stderr
 
@@ -242,7 +246,17 @@ def test_export_refuses_a_bad_dataset_in_one_line(tmp_path, capsys, stack, case)
     assert not out.exists() or not any(out.iterdir())  # nothing half-exported
 
 
-@pytest.mark.parametrize("case", ["polygon at 1e9", "RLE runs summing past 64 bits", "score NaN", "JSON nested 100,000 deep", "image symlinked out of the dataset", "image that is a FIFO"])
+@pytest.mark.parametrize(
+    "case",
+    [
+        "polygon at 1e9",
+        "RLE runs summing past 64 bits",
+        "score NaN",
+        "JSON nested 100,000 deep",
+        "image symlinked out of the dataset",
+        "image that is a FIFO",
+    ],
+)
 def test_the_napari_reader_refuses_a_bad_dataset_clearly(tmp_path, stack, case):
     root = _bad_dataset(tmp_path, case, stack)
     _, needle, crashed = DATASET_CASES[case]
@@ -346,8 +360,16 @@ def test_propose_a_symlink_loop_among_paintings(tmp_path, capsys, good_painting)
         (["--max-tokens", "-5"], {}, "--max-tokens -5: give at least 1"),
         (["--max-tokens", "0"], {}, "--max-tokens 0: give at least 1"),
         (["--emotions", "faer"], {}, "unknown emotion 'faer' (did you mean fear?)"),
-        (["--model", "tiny", "--device", "cpu"], {"EMOSEM_EMBEDDING_CACHE_MB": "abc"}, "EMOSEM_EMBEDDING_CACHE_MB='abc' is not a size in megabytes"),
-        (["--model", "tiny", "--device", "cpu"], {"EMOSEM_EMBEDDING_CACHE_MB": "-5"}, "EMOSEM_EMBEDDING_CACHE_MB='-5' is not a size in megabytes"),
+        (
+            ["--model", "tiny", "--device", "cpu"],
+            {"EMOSEM_EMBEDDING_CACHE_MB": "abc"},
+            "EMOSEM_EMBEDDING_CACHE_MB='abc' is not a size in megabytes",
+        ),
+        (
+            ["--model", "tiny", "--device", "cpu"],
+            {"EMOSEM_EMBEDDING_CACHE_MB": "-5"},
+            "EMOSEM_EMBEDDING_CACHE_MB='-5' is not a size in megabytes",
+        ),
     ],
 )
 def test_propose_bad_options_fail_before_any_work(tmp_path, capsys, monkeypatch, good_painting, argv, env, needle):
@@ -396,7 +418,9 @@ def test_evaluate_json_into_an_unwritable_place_fails_before_the_work(tmp_path, 
 
 def test_evaluate_unknown_emotion_suggests_the_closest(tmp_path, capsys):
     good = make_dataset(tmp_path / "good")
-    code, _, err = run(capsys, "evaluate", "--data", good, "--predictions", good, "--emotions", "sadnes", "--no-explanations")
+    code, _, err = run(
+        capsys, "evaluate", "--data", good, "--predictions", good, "--emotions", "sadnes", "--no-explanations"
+    )
     assert code == 2
     (line,) = errors_of(err, "evaluate")
     assert "did you mean sadness?" in line
@@ -444,7 +468,12 @@ def release(tmp_path) -> dict:
 
 
 def _import(capsys, release, **override):
-    args = {"--apolo": release["apolo"], "--maps": release["maps"], "--images": release["images"], "--out": release["out"]}
+    args = {
+        "--apolo": release["apolo"],
+        "--maps": release["maps"],
+        "--images": release["images"],
+        "--out": release["out"],
+    }
     args.update(override)
     return run(capsys, "import-apolo", *[x for kv in args.items() for x in kv])
 

@@ -139,7 +139,11 @@ CHECKPOINT_CASES = [
     ("metadata-deep", _write(METADATA_FILE, _deep(100_000)), "not valid JSON"),
     ("metadata-newer", _metadata("format_version", value=99), "newer napari-emosem"),
     ("weights-changed", _flip_a_byte, "sha256 is not the one recorded"),
-    ("weights-sha-missing", _edit_json(METADATA_FILE, lambda m: m.pop("weights_sha256") and None), "weights_sha256' is missing"),
+    (
+        "weights-sha-missing",
+        _edit_json(METADATA_FILE, lambda m: m.pop("weights_sha256") and None),
+        "weights_sha256' is missing",
+    ),
     ("tensor-deleted", _weights(lambda s: s.pop("prefix_adapter.net.2.weight")), "1 missing"),
     ("tensor-reshaped", _weights(_shrink_mask_token), "1 weights of another shape"),
 ]
@@ -164,13 +168,17 @@ def test_load_checkpoint_refuses_a_damaged_checkpoint(bad_checkpoint):
 
 def test_propose_refuses_a_damaged_checkpoint_in_one_line(bad_checkpoint, tmp_path, paintings, capsys):
     folder, words = bad_checkpoint
-    assert emosem(["propose", str(paintings[0]), "--model", str(folder), "--out", str(tmp_path / "out"), "--device", "cpu"]) == 2
+    assert emosem(
+        ["propose", str(paintings[0]), "--model", str(folder), "--out", str(tmp_path / "out"), "--device", "cpu"]
+    ) == 2
     assert words in one_error_line(capsys, "propose")
 
 
 def test_evaluate_refuses_a_damaged_checkpoint_in_one_line(bad_checkpoint, toy_data, capsys):
     folder, words = bad_checkpoint
-    assert emosem(["evaluate", "--data", str(toy_data), "--model", str(folder), "--no-explanations", "--device", "cpu"]) == 2
+    assert emosem(
+        ["evaluate", "--data", str(toy_data), "--model", str(folder), "--no-explanations", "--device", "cpu"]
+    ) == 2
     assert words in one_error_line(capsys, "evaluate")
 
 
@@ -193,7 +201,10 @@ def test_the_size_check_comes_before_any_allocation(good_checkpoint, tmp_path):
 
 
 def _train(toy_data, out, *extra) -> list[str]:
-    return ["train", "--data", str(toy_data), "--base", "tiny", "--out", str(out), "--device", "cpu", "--no-text-metrics", *extra]
+    return [
+        "train", "--data", str(toy_data), "--base", "tiny", "--out", str(out), "--device", "cpu", "--no-text-metrics",
+        *extra,
+    ]
 
 
 @pytest.mark.parametrize(
@@ -221,7 +232,9 @@ def test_the_library_refuses_the_same_settings():
     from napari_emosem.errors import TrainingError
     from napari_emosem.training import TrainConfig
 
-    for bad in (dict(lr=-1.0), dict(patience=-1), dict(epochs=0), dict(grad_clip=float("inf")), dict(click_fraction=2.0)):
+    for bad in (
+        dict(lr=-1.0), dict(patience=-1), dict(epochs=0), dict(grad_clip=float("inf")), dict(click_fraction=2.0)
+    ):
         with pytest.raises(TrainingError):
             TrainConfig(**bad)
 

@@ -69,7 +69,9 @@ def test_every_status_is_derived_from_the_records(campaign):
     assert set(_status(ds).values()) == {PaintingStatus.NOT_STARTED}
     ds.write_painting(ds.image_path(names[1]), names[1], [draft("awe"), draft("fear")])
     ds.write_painting(ds.image_path(names[2]), names[2], [reviewed("awe"), draft("fear")])
-    ds.write_painting(ds.image_path(names[3]), names[3], [reviewed("awe"), Stimulus("fear", no_stimulus=True, annotator="bo")])
+    ds.write_painting(
+        ds.image_path(names[3]), names[3], [reviewed("awe"), Stimulus("fear", no_stimulus=True, annotator="bo")]
+    )
     # a reviewed record of an emotion outside the campaign does not make a painting done
     ds.write_painting(ds.image_path(names[4]), names[4], [reviewed("awe"), reviewed("sadness")])
     assert list(_status(ds).values()) == [
@@ -94,7 +96,11 @@ def test_status_figures_count_pairs_of_the_campaigns_emotions(campaign, tmp_path
     names = [p.file_name for p in ds.paintings]
     ds.write_painting(ds.image_path(names[0]), names[0], [reviewed("awe", "ana", 30.0), reviewed("fear", "bo", 45.5)],
                       metadata={"annotation_seconds": 100.0})
-    ds.write_painting(ds.image_path(names[1]), names[1], [reviewed("awe", "ana", 20.0), Stimulus("fear", no_stimulus=True, annotator="ana", annotation_seconds=10)])
+    ds.write_painting(
+        ds.image_path(names[1]),
+        names[1],
+        [reviewed("awe", "ana", 20.0), Stimulus("fear", no_stimulus=True, annotator="ana", annotation_seconds=10)],
+    )
     ds.write_painting(ds.image_path(names[2]), names[2], [draft("awe"), draft("fear"), reviewed("anger")])
     skip_painting(ds, names[4], "blurred scan")
     assert main(["status", str(ds.root), "--json", str(tmp_path / "status.json")]) == 0
@@ -117,8 +123,12 @@ def test_add_keeps_what_is_there_and_reports_bad_files(campaign, tmp_path, capsy
     _images(tmp_path / "more", 3, size=(36, 40), prefix="sketch")
     (tmp_path / "more" / "broken.jpg").write_bytes(b"not an image")
     again = tmp_path / "in" / first  # already in the campaign
-    impostor = _images(tmp_path / "other", 1, size=(36, 40), prefix="impostor")[0].rename(tmp_path / "other" / ds.paintings[1].file_name)
-    code = main(["add", str(ds.root), str(tmp_path / "more"), str(again), str(impostor), "--emotions", "fear,awe,sadness"])
+    impostor = _images(tmp_path / "other", 1, size=(36, 40), prefix="impostor")[0].rename(
+        tmp_path / "other" / ds.paintings[1].file_name
+    )
+    code = main(
+        ["add", str(ds.root), str(tmp_path / "more"), str(again), str(impostor), "--emotions", "fear,awe,sadness"]
+    )
     assert code == 2
     captured = capsys.readouterr()
     errors = [line for line in captured.err.splitlines() if line.strip()]
@@ -189,4 +199,5 @@ def test_queue_orders():
     fresh = rank(candidates, "diversity")
     assert fresh[0].painting.id in (1, 2, 3) and {e.painting.id for e in fresh[1:3]} == {4, 5}
     shuffled = [e.painting.id for e in rank(candidates, "random", seed=3)]
-    assert sorted(shuffled) == [1, 2, 3, 4, 5] and shuffled == [e.painting.id for e in rank(candidates, "random", seed=3)]
+    assert sorted(shuffled) == [1, 2, 3, 4, 5]
+    assert shuffled == [e.painting.id for e in rank(candidates, "random", seed=3)]

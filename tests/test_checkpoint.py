@@ -130,8 +130,12 @@ def test_sam_weights_are_loaded_into_encoder_and_decoder(tmp_path):
     sam = _sam_file(tmp_path / "sam_tiny.pth", seed=5)
     source = torch.load(sam, weights_only=True)
     model, _ = build_emosem(_frozen_tiny(sam))
-    torch.testing.assert_close(model.image_encoder.vit.patch_embed.proj.weight, source["image_encoder.patch_embed.proj.weight"])
-    torch.testing.assert_close(model.mask_decoder.mask_decoder.iou_token.weight, source["mask_decoder.iou_token.weight"])
+    torch.testing.assert_close(
+        model.image_encoder.vit.patch_embed.proj.weight, source["image_encoder.patch_embed.proj.weight"]
+    )
+    torch.testing.assert_close(
+        model.mask_decoder.mask_decoder.iou_token.weight, source["mask_decoder.iou_token.weight"]
+    )
 
 
 def test_a_checkpoint_refuses_another_encoder(tmp_path):
@@ -176,7 +180,10 @@ def test_language_model_from_a_local_folder(tmp_path):
     assert isinstance(texts, list) and len(texts) == 1 and isinstance(texts[0], str)
     assert lm_tokenizer.name_or_path == str(folder)
     assert len(lm_tokenizer(texts[0], add_special_tokens=False).input_ids) <= 4
-    assert model.explain(emb, model.emotion_index(["awe"]), torch.rand(1, 64, 64), torch.ones(1, 2), max_new_tokens=4) == texts
+    assert (
+        model.explain(emb, model.emotion_index(["awe"]), torch.rand(1, 64, 64), torch.ones(1, 2), max_new_tokens=4)
+        == texts
+    )
 
 
 def test_a_checkpoint_refuses_another_language_model(tmp_path):
@@ -240,7 +247,8 @@ def test_weights_changed_after_saving_are_refused(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "deleted", ["prefix_adapter.net.2.weight", "emotional_prompt.mask_token", "mask_decoder.mask_decoder.iou_token.weight"]
+    "deleted",
+    ["prefix_adapter.net.2.weight", "emotional_prompt.mask_token", "mask_decoder.mask_decoder.iou_token.weight"],
 )
 def test_a_checkpoint_missing_a_tensor_is_refused(tmp_path, deleted):
     from safetensors.torch import load_file, save_file
@@ -251,7 +259,9 @@ def test_a_checkpoint_missing_a_tensor_is_refused(tmp_path, deleted):
     del state[deleted]
     save_file(state, str(info.path / WEIGHTS_FILE))
     rehash(info.path)  # the metadata agrees: the missing weight itself must be noticed
-    with pytest.raises(CheckpointError, match=r"does not fit the model it describes \(0 weights of another shape, 1 missing"):
+    with pytest.raises(
+        CheckpointError, match=r"does not fit the model it describes \(0 weights of another shape, 1 missing"
+    ):
         load_checkpoint(info.path)
 
 

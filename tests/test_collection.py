@@ -65,7 +65,11 @@ def test_batches_write_what_one_at_a_time_writes(folder, tmp_path):
             on_painting=lambda path, proposals, error, order=order: order.append((path.name, error is None)),
         )
     assert reports["loop"].written == reports["batched"].written and len(reports["loop"].written) == 4
-    assert [f for f, _ in reports["loop"].failed] == [f for f, _ in reports["batched"].failed] == [str(folder / "p9-broken.jpg")]
+    assert (
+        [f for f, _ in reports["loop"].failed]
+        == [f for f, _ in reports["batched"].failed]
+        == [str(folder / "p9-broken.jpg")]
+    )
     assert seen["loop"] == seen["batched"]  # same order, same outcomes
     loop, batched = _records(tmp_path / "loop"), _records(tmp_path / "batched")
     assert loop.keys() == batched.keys() and len(loop) == 12
@@ -94,16 +98,20 @@ def test_cli_batch_size(folder, tmp_path, capsys):
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_batches_on_the_gpu_write_what_the_cpu_loop_writes(folder, tmp_path):
-    from napari_emosem.metrics import foreground_iou
     from napari_emosem.data import StimulusDataset
+    from napari_emosem.metrics import foreground_iou
 
     paths = expand_inputs([folder])
     for name, device, batch in (("cpu", "cpu", 1), ("cuda", "cuda", 4)):
-        predictor = load_predictor("tiny", device=device, max_new_tokens=12, cache=EmbeddingCache(tmp_path / f"c-{name}"))
-        propose_paintings(paths, predictor, EMOTIONS, tmp_path / name, batch_size=batch, num_workers=2 if batch > 1 else None)
+        predictor = load_predictor(
+            "tiny", device=device, max_new_tokens=12, cache=EmbeddingCache(tmp_path / f"c-{name}")
+        )
+        propose_paintings(
+            paths, predictor, EMOTIONS, tmp_path / name, batch_size=batch, num_workers=2 if batch > 1 else None
+        )
     cpu, gpu = StimulusDataset.open(tmp_path / "cpu"), StimulusDataset.open(tmp_path / "cuda")
     assert [p.file_name for p in cpu.paintings] == [p.file_name for p in gpu.paintings]
-    for a, b in zip(cpu.paintings, gpu.paintings):
-        for sa, sb in zip(cpu.stimuli(a), gpu.stimuli(b)):
+    for a, b in zip(cpu.paintings, gpu.paintings, strict=True):
+        for sa, sb in zip(cpu.stimuli(a), gpu.stimuli(b), strict=True):
             assert sa.emotion == sb.emotion
             assert foreground_iou(sa.mask, sb.mask) > 0.98  # TF32 and other kernels differ in the last bits

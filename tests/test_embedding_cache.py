@@ -41,7 +41,7 @@ def test_a_painting_is_encoded_once_and_reused_exactly(tiny, tmp_path):
         handle.remove()
     assert second.from_cache and calls == []
     b = second.propose(["fear", "awe"], explain=False, with_probability=True)
-    for x, y in zip(a, b):
+    for x, y in zip(a, b, strict=True):
         np.testing.assert_array_equal(x.probability, y.probability)
 
 

@@ -245,8 +245,11 @@ def test_cli_with_the_real_starter_model(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("EMOSEM_CACHE_DIR", str(tmp_path / "cache"))  # no SAM weights: regions only
     gt = StimulusDataset.open(tmp_path / "toy", create=True)
     for i, painting in enumerate(toy.toy_paintings(2, seed=3)):
-        gt.write_painting(painting.image, f"toy{i}.png",
-                          [Stimulus(e, painting.masks[e], [painting.explanations[e]]) for e in painting.emotions])  # fmt: skip
+        gt.write_painting(
+            painting.image,
+            f"toy{i}.png",
+            [Stimulus(e, painting.masks[e], [painting.explanations[e]]) for e in painting.emotions],
+        )
     out = tmp_path / "starter.json"
     code = main(["evaluate", "--data", str(gt.root), "--model", "starter", "--device", "cpu",
                  "--json", str(out), "--no-explanations"])  # fmt: skip

@@ -40,7 +40,7 @@ def test_the_gpu_proposes_what_the_cpu_proposes(tmp_path):
         predictor = EmoSEMPredictor(model, identity, device=device, cache=EmbeddingCache(tmp_path / device))
         predictor.set_image(image)
         out[device] = predictor.propose(list(EMOTIONS), explain=False, with_probability=True)
-    for cpu, gpu in zip(out["cpu"], out["cuda"]):
+    for cpu, gpu in zip(out["cpu"], out["cuda"], strict=True):
         assert cpu.emotion == gpu.emotion
         assert cpu.mask.shape == gpu.mask.shape == image.shape[:2]
         # TF32 and other kernels differ in the last bits; the masks must not
@@ -53,7 +53,9 @@ def test_training_on_the_gpu_learns_and_loads_back_on_the_cpu(tmp_path):
     model, identity = build_emosem(get_preset("tiny"))
     config = TrainConfig(epochs=12, batch_size=15, val_fraction=0.25, seed=0, patience=0, validate_explanations=False)
     losses = []
-    trainer = Trainer(model, identity, data, config, tmp_path / "run", device="cuda", cache=EmbeddingCache(tmp_path / "cache"))
+    trainer = Trainer(
+        model, identity, data, config, tmp_path / "run", device="cuda", cache=EmbeddingCache(tmp_path / "cache")
+    )
     result = trainer.fit(lambda e: losses.append(e.losses["loss"]) if e.stage == "epoch" else None)
     assert result.checkpoint is not None
     assert len(losses) == 12 and losses[-1] < 0.7 * losses[0], losses
@@ -64,7 +66,7 @@ def test_training_on_the_gpu_learns_and_loads_back_on_the_cpu(tmp_path):
         predictor = load_predictor(tmp_path / "run", device=device, cache=EmbeddingCache(tmp_path / f"c-{device}"))
         predictor.set_image(toy.image)
         props[device] = predictor.propose(toy.emotions, explain=False)
-    for gpu, cpu in zip(props["cuda"], props["cpu"]):
+    for gpu, cpu in zip(props["cuda"], props["cpu"], strict=True):
         assert foreground_iou(gpu.mask, cpu.mask) > 0.98
 
 

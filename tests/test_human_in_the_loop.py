@@ -40,9 +40,13 @@ def test_each_round_of_corrections_improves_the_proposals(tmp_path):
     history = [held_out_miou(predictor)]
     for round_ in range(3):
         for i, toy in enumerate(toy_paintings(24, seed=100 + round_)):
-            session = AnnotationSession(toy.image, file_name=f"round{round_}-{i:02d}.png", annotator="tester", autosave_dir=False)
+            session = AnnotationSession(
+                toy.image, file_name=f"round{round_}-{i:02d}.png", annotator="tester", autosave_dir=False
+            )
             predictor.set_image(toy.image)
-            session.apply_proposals(predictor.propose(toy.emotions), source=predictor.source, model=predictor.description)
+            session.apply_proposals(
+                predictor.propose(toy.emotions), source=predictor.source, model=predictor.description
+            )
             for emotion in toy.emotions:  # the annotator corrects every proposal
                 session.set_mask(emotion, toy.masks[emotion])
                 session.set_explanation(emotion, toy.explanations[emotion])
@@ -52,9 +56,13 @@ def test_each_round_of_corrections_improves_the_proposals(tmp_path):
         assert all(s.edited and s.source == predictor.source for s in records[-3:])
 
         config = TrainConfig(epochs=30, batch_size=15, val_fraction=0.15, seed=round_, validate_explanations=False)
-        events = list(fine_tune([dataset], model, run_dir=tmp_path / f"round{round_}", config=config, device="cpu", cache=cache))
+        events = list(
+            fine_tune([dataset], model, run_dir=tmp_path / f"round{round_}", config=config, device="cpu", cache=cache)
+        )
         result = events[-1].metrics["result"]
-        assert result.checkpoint.metadata["parent"] == (None if round_ == 0 else {"id": predictor.name, "path": str(model)})
+        assert result.checkpoint.metadata["parent"] == (
+            None if round_ == 0 else {"id": predictor.name, "path": str(model)}
+        )
         model = str(result.checkpoint.path)
         predictor = load_predictor(model, device="cpu", cache=cache)
         assert predictor.checkpoint.version == round_ + 1

@@ -179,7 +179,9 @@ def test_the_loss_is_the_weighted_sum_of_bce_dice_iou_and_text(tiny):
     assert float(losses["loss"]) == pytest.approx(sum(expected.values()), rel=1e-6)
     assert all(float(losses[k]) > 0 for k in expected), losses
     target = batch.masks
-    assert float(losses["mask_bce"]) == pytest.approx(float(F.binary_cross_entropy_with_logits(logits, target)), rel=1e-5)
+    assert float(losses["mask_bce"]) == pytest.approx(
+        float(F.binary_cross_entropy_with_logits(logits, target)), rel=1e-5
+    )
     prob = logits.sigmoid()
     dice = 1 - (2 * (prob * target).sum((1, 2)) + 1) / (prob.sum((1, 2)) + target.sum((1, 2)) + 1)
     assert float(losses["mask_dice"]) == pytest.approx(float(dice.mean()), rel=1e-5)

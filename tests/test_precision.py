@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from napari_emosem import paths
+from napari_emosem import precision as prec
 from napari_emosem.build import build_emosem
 from napari_emosem.config import get_preset
 from napari_emosem.embedding_cache import EmbeddingCache
@@ -20,7 +20,6 @@ from napari_emosem.emosem_predictor import EmoSEMPredictor
 from napari_emosem.errors import EmoSEMError
 from napari_emosem.loading import load_predictor
 from napari_emosem.metrics import foreground_iou
-from napari_emosem import precision as prec
 from napari_emosem.toy import toy_paintings
 from napari_emosem.training import TrainConfig, Trainer, from_toy
 
@@ -44,7 +43,9 @@ def test_auto_measures_once_per_machine_and_keeps_the_verdict(fresh_cache, monke
     assert list(stored) == [prec.machine_key()] and "torch" in prec.machine_key()
     # another processor (or torch build) has its own verdict
     monkeypatch.setattr(prec, "machine_key", lambda: "another CPU | AVX2 | torch 0")
-    monkeypatch.setattr(prec, "measure_cpu", lambda: calls.append(1) or dict(FAST, bf16_faster=False, int8_lm_faster=False))
+    monkeypatch.setattr(
+        prec, "measure_cpu", lambda: calls.append(1) or dict(FAST, bf16_faster=False, int8_lm_faster=False)
+    )
     assert prec.resolve_precision("auto", "cpu") == prec.ComputePlan("fp32", False)
     assert len(calls) == 2 and len(json.loads((fresh_cache / prec.VERDICT_FILE).read_text())) == 2
 
@@ -146,8 +147,8 @@ def test_bf16_and_int8_keep_the_proposals_and_drafts_of_a_trained_checkpoint(tra
     reduced, low = _propose_held_out(trained_toy, "bf16", held_out)
     assert reference.plan == prec.ComputePlan() and reduced.plan.precision == "bf16"
     ious, truths, drafts_fp32, drafts_low = [], [], [], []
-    for toy, a, b in zip(held_out, fp32, low):
-        for pa, pb in zip(a, b):
+    for toy, a, b in zip(held_out, fp32, low, strict=True):
+        for pa, pb in zip(a, b, strict=True):
             assert pa.emotion == pb.emotion
             ious.append(foreground_iou(pa.mask, pb.mask) if (pa.mask.any() or pb.mask.any()) else 1.0)
             truths.append(toy.explanations[pa.emotion])

@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import pytest
 from PIL import Image
 
 from napari_emosem import EMOTIONS
@@ -74,7 +73,10 @@ def test_coco_tools_read_the_output(tmp_path, paintings):
     from pycocotools.coco import COCO
 
     out = tmp_path / "out"
-    assert emosem(["propose", str(paintings[2]), "--emotions", "fear,awe", "--out", str(out), "--model", "tiny", "--device", "cpu"]) == 0
+    assert emosem(
+        ["propose", str(paintings[2]), "--emotions", "fear,awe", "--out", str(out),
+         "--model", "tiny", "--device", "cpu"]
+    ) == 0
     coco = COCO(str(out / "annotations.json"))
     names = {c["id"]: c["name"] for c in coco.loadCats(coco.getCatIds())}
     anns = coco.loadAnns(coco.getAnnIds())
@@ -99,7 +101,8 @@ def test_running_again_updates_the_painting_in_place(tmp_path, paintings):
     assert emosem(["propose", str(paintings[0]), "--emotions", "awe", "--out", str(out)]) == 0
     third = json.loads((out / "annotations.json").read_text())
     assert len(third["annotations"]) == 3
-    assert [a for a in third["annotations"] if a["id"] in {b["id"] for b in second["annotations"]}] == second["annotations"]
+    kept = {b["id"] for b in second["annotations"]}
+    assert [a for a in third["annotations"] if a["id"] in kept] == second["annotations"]
 
 
 def test_proposing_again_never_replaces_what_a_person_reviewed(tmp_path, paintings, capsys):
@@ -115,7 +118,8 @@ def test_proposing_again_never_replaces_what_a_person_reviewed(tmp_path, paintin
             a.update(source="human", edited=True, explanation="the knife", explanations=["the knife"])
             a.pop("reviewed")  # as an older file would have it: derived
         if names[a["category_id"]] == "awe":
-            a.update(no_stimulus=True, segmentation={"size": a["segmentation"]["size"], "counts": [a["segmentation"]["size"][0] * a["segmentation"]["size"][1]]}, reviewed=True)
+            size = a["segmentation"]["size"]
+            a.update(no_stimulus=True, segmentation={"size": size, "counts": [size[0] * size[1]]}, reviewed=True)
         mine[names[a["category_id"]]] = a
     (out / "annotations.json").write_text(json.dumps(doc))
     capsys.readouterr()
@@ -167,10 +171,12 @@ def test_unusual_but_valid_images_work(tmp_path):
         tmp_path / "deep.png",
     ]
     Image.fromarray(rgb).convert("P", palette=Image.ADAPTIVE).save(files[2])
-    Image.fromarray((rgb[..., 0].astype(np.uint16) * 257)).save(files[3])  # 16-bit grayscale
+    Image.fromarray(rgb[..., 0].astype(np.uint16) * 257).save(files[3])  # 16-bit grayscale
     assert Image.open(files[3]).mode.startswith("I;16") or Image.open(files[3]).mode == "I"
     out = tmp_path / "out"
-    assert emosem(["propose", *map(str, files), "--emotions", "awe", "--out", str(out), "--model", "tiny", "--device", "cpu"]) == 0
+    assert emosem(
+        ["propose", *map(str, files), "--emotions", "awe", "--out", str(out), "--model", "tiny", "--device", "cpu"]
+    ) == 0
     ds = StimulusDataset.open(out)
     assert len(ds.paintings) == 4
     for p in ds.paintings:
@@ -186,7 +192,9 @@ def test_bad_inputs_get_one_clear_line_each_and_good_ones_still_land(tmp_path, p
     tiny = _write(tmp_path / "tiny.png", np.zeros((10, 10, 3), np.uint8))
     missing = tmp_path / "missing.png"
     out = tmp_path / "out"
-    code = emosem(["propose", str(not_image), str(corrupt), str(tiny), str(missing), str(paintings[1]), "--out", str(out)])
+    code = emosem(
+        ["propose", str(not_image), str(corrupt), str(tiny), str(missing), str(paintings[1]), "--out", str(out)]
+    )
     assert code == 2
     errors = _errors(capsys)
     assert len(errors) == 4
@@ -255,7 +263,10 @@ def test_torchrun_style_processes_share_a_folder_of_paintings(tmp_path, painting
     out = tmp_path / "out"
     procs = [
         subprocess.Popen(
-            [sys.executable, "-m", "napari_emosem", "propose", str(folder), "--emotions", "fear", "--out", str(out), "--no-overlay"],
+            [
+                sys.executable, "-m", "napari_emosem", "propose", str(folder),
+                "--emotions", "fear", "--out", str(out), "--no-overlay",
+            ],
             env={**os.environ, "RANK": str(rank), "WORLD_SIZE": "2"},
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 
 from napari_emosem.emotions import EMOTIONS
 from napari_emosem.errors import EmoSEMError, ImageError, UnknownEmotionError
 from napari_emosem.image_io import load_image, to_rgb_uint8
+from napari_emosem.paintings import FOLDER as PAINTINGS
 from napari_emosem.predictor import Predictor
 from napari_emosem.starter import StarterConfig, StarterPredictor
-from napari_emosem.paintings import FOLDER as PAINTINGS
 
 PAINTING_FILES = sorted(PAINTINGS.glob("*.jpg"))
 
@@ -76,7 +74,7 @@ def test_drafts_differ_between_paintings(painted):
     names = list(per_painting)
     for i, a in enumerate(names):
         for b in names[i + 1 :]:
-            same = sum(x == y for x, y in zip(per_painting[a], per_painting[b]))
+            same = sum(x == y for x, y in zip(per_painting[a], per_painting[b], strict=True))
             assert same == 0, (a, b, per_painting[a], per_painting[b])
 
 
@@ -93,7 +91,7 @@ def test_two_fresh_predictors_give_identical_output():
         predictor = StarterPredictor()
         predictor.set_image(rgb)
         results.append(predictor.propose(EMOTIONS, with_probability=True))
-    for a, b in zip(*results):
+    for a, b in zip(*results, strict=True):
         assert np.array_equal(a.mask, b.mask)
         assert a.score == b.score
         assert a.explanation == b.explanation

@@ -168,7 +168,7 @@ def test_red_reads_as_anger_and_dark_blue_as_sadness():
     z[0, [F["red"], F["warmth"], F["saturation"]]] = 2.0  # a red region
     z[1, [F["brightness"], F["saturation"], F["warmth"]]] = -2.0  # dark, grey-blue
     z[1, F["blue"]] = 1.5
-    scores = dict(zip(EMOTIONS, emotion_scores(z, EMOTIONS)))
+    scores = dict(zip(EMOTIONS, emotion_scores(z, EMOTIONS), strict=True))
     assert scores["anger"][0] > scores["anger"][1]
     assert scores["sadness"][1] > scores["sadness"][0]
 

@@ -8,7 +8,6 @@ end to end (its masks mean nothing, but the path that uses them is real).
 from __future__ import annotations
 
 from functools import partial
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -28,6 +27,7 @@ from segment_anything.modeling import (  # noqa: E402
 from napari_emosem.emotions import EMOTIONS  # noqa: E402
 from napari_emosem.errors import EmoSEMError, WeightsError  # noqa: E402
 from napari_emosem.image_io import load_image  # noqa: E402
+from napari_emosem.paintings import FOLDER as PAINTINGS  # noqa: E402 (after the importorskip guards)
 from napari_emosem.starter import (  # noqa: E402
     SOURCE_SAM,
     SOURCE_SUPERPIXELS,
@@ -36,8 +36,6 @@ from napari_emosem.starter import (  # noqa: E402
     load_sam,
 )
 from napari_emosem.starter.regions import Grid, downscale  # noqa: E402
-from napari_emosem.paintings import FOLDER as PAINTINGS
-
 
 
 def tiny_sam(seed: int = 0) -> Sam:
@@ -108,7 +106,7 @@ def test_no_mask_above_the_thresholds_falls_back_to_scikit_image_regions(paintin
     plain.set_image(painting)
     # the fallback is exactly the scikit-image path
     assert np.array_equal(predictor.region_labels, plain.region_labels)
-    for a, b in zip(predictor.propose(EMOTIONS), plain.propose(EMOTIONS)):
+    for a, b in zip(predictor.propose(EMOTIONS), plain.propose(EMOTIONS), strict=True):
         assert np.array_equal(a.mask, b.mask) and a.explanation == b.explanation
 
 

@@ -60,7 +60,9 @@ def test_best_checkpoint_carries_provenance(tmp_path, toy_data):
     edited = stimulus.mask.copy()
     edited[:3] = ~edited[:3]
     stimuli = [s for p, s in ds.pairs() if p.id == painting.id]
-    stimuli = [Stimulus(s.emotion, edited if s.emotion == stimulus.emotion else s.mask, s.explanations) for s in stimuli]
+    stimuli = [
+        Stimulus(s.emotion, edited if s.emotion == stimulus.emotion else s.mask, s.explanations) for s in stimuli
+    ]
     ds.write_painting(ds.image(painting.file_name), painting.file_name, stimuli, replace=True)
     assert from_datasets([changed]).data_hash != recorded
     assert from_datasets([toy_data, changed]).data_hash not in (recorded, from_datasets([changed]).data_hash)
@@ -111,7 +113,9 @@ def test_cli_run_killed_mid_training_resumes(tmp_path, toy_data):
     run = tmp_path / "run"
     cmd = [sys.executable, "-m", "napari_emosem", "train", "--data", str(toy_data), "--base", "tiny",
            "--out", str(run), "--epochs", "40", "--batch-size", "4", "--no-text-metrics", "--device", "cpu"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"}
+    )
     try:
         deadline = time.monotonic() + 600
         while not (run / "log.jsonl").exists() and proc.poll() is None and time.monotonic() < deadline:
@@ -140,7 +144,9 @@ def test_training_continues_from_a_checkpoint_and_records_its_parent(tmp_path, t
 
 
 def test_empty_dataset_is_refused(tmp_path, capsys):
-    StimulusDataset.open(tmp_path / "empty", create=True).write_painting(np.zeros((64, 64, 3), np.uint8), "blank.png", [])
+    StimulusDataset.open(tmp_path / "empty", create=True).write_painting(
+        np.zeros((64, 64, 3), np.uint8), "blank.png", []
+    )
     assert emosem(["train", "--data", str(tmp_path / "empty"), "--base", "tiny", "--out", str(tmp_path / "run")]) == 2
     err = capsys.readouterr().err
     assert "no (painting, emotion) pair with a stimulus mask" in err and "Traceback" not in err
@@ -338,7 +344,8 @@ def test_every_subcommand_help_shows_its_defaults(capsys):
                 checked += 1
     assert checked >= 15
     help_text = " ".join(sub.choices["train"].format_help().split())
-    assert "(default: vit_b)" in help_text and "tiny: a tiny EmoSEM with random weights, for tests and toy data only" in help_text
+    assert "(default: vit_b)" in help_text
+    assert "tiny: a tiny EmoSEM with random weights, for tests and toy data only" in help_text
 
 
 def test_two_processes_train_with_ddp_on_disjoint_batches_and_end_with_identical_weights(tmp_path):

@@ -92,7 +92,9 @@ def test_connection_cut_half_way_leaves_no_corrupt_file(server, cache):
 
 def test_mirror_url_replaces_the_official_host(server, cache, monkeypatch):
     monkeypatch.setenv("EMOSEM_WEIGHTS_URL", server + "/mirror")
-    entry = SamWeights("test", "good.pth", "https://example.invalid/good.pth", len(PAYLOAD), hashlib.sha256(PAYLOAD).hexdigest())
+    entry = SamWeights(
+        "test", "good.pth", "https://example.invalid/good.pth", len(PAYLOAD), hashlib.sha256(PAYLOAD).hexdigest()
+    )
     assert fetch("test", weights=entry, progress=False).read_bytes() == PAYLOAD
 
 

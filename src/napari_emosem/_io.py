@@ -43,10 +43,9 @@ def create_new(path: Path, mode: int | None = None) -> int:
     umask (the kernel applies it); ``mode`` (e.g. the replaced file's bits) is set exactly."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666)
     if mode is not None:
-        try:
+        # not our file system's business (e.g. some network mounts): keep the umask's bits
+        with contextlib.suppress(OSError):
             os.fchmod(fd, mode)
-        except OSError:
-            pass  # not our file system's business (e.g. some network mounts): keep the umask's bits
     return fd
 
 

@@ -259,11 +259,22 @@ def load_checkpoint(
     model trains: a changed, truncated or incomplete file is refused, never half-loaded.
     Returns ``(model, identity, info)``.
     """
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
     info = read_checkpoint(folder)
     config = read_config(info.path)
+    _check_files(info, config)
+    if language_model is not None and language_model != config.language.model:
+        config = config.replace(language=_replace_lm(config, language_model))
+    try:
+        model, identity = build_emosem(config, sam_checkpoint=sam_checkpoint)
+    except EmoSEMError as exc:
+        raise type(exc)(f"checkpoint {info.id}: {exc}") from None
+    _check_frozen_parts(info, model, identity)
+    model.load_state_dict(_trained_weights(info, model), strict=False)
+    return model, identity, info
+
+
+def _check_files(info: CheckpointInfo, config: EmoSEMConfig) -> None:
+    """The config agrees with the metadata, and the weights file is the one trained."""
     if list(config.emotions) != info.metadata["emotions"]:
         raise CheckpointError(
             f"checkpoint {info.id}: its metadata names the emotions {info.metadata['emotions']} but its "
@@ -276,13 +287,11 @@ def load_checkpoint(
             f"({info.metadata['weights_sha256'][:12]}…): the weights were changed or damaged after "
             "training; use another checkpoint or train again"
         )
+
+
+def _check_frozen_parts(info: CheckpointInfo, model, identity) -> None:
+    """The encoder (by sha256) and the language model are those the checkpoint was trained with."""
     base = info.metadata["base"]
-    if language_model is not None and language_model != config.language.model:
-        config = config.replace(language=_replace_lm(config, language_model))
-    try:
-        model, identity = build_emosem(config, sam_checkpoint=sam_checkpoint)
-    except EmoSEMError as exc:
-        raise type(exc)(f"checkpoint {info.id}: {exc}") from None
     want_sha = base.get("encoder_sha256")
     if want_sha and identity.encoder_sha256 != want_sha:
         raise CheckpointError(
@@ -297,6 +306,15 @@ def load_checkpoint(
             f"({_sig(want_lm)}), but {identity.language_model} is {_sig(lm_signature(model))}; "
             "use the language model it was made for"
         )
+
+
+def _trained_weights(info: CheckpointInfo, model) -> dict:
+    """The checkpoint's weights, exactly the ones the model trains (none missing, none unknown,
+    every shape right), or a CheckpointError: never half-loaded."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    weights_path = info.path / WEIGHTS_FILE
     try:
         state = load_file(str(weights_path))
     except (SafetensorError, OSError, ValueError) as exc:
@@ -311,8 +329,7 @@ def load_checkpoint(
             f"shape, {len(missing)} missing, {len(unexpected)} unknown; e.g. "
             f"{(wrong + missing + unexpected)[0]}); it was made by another version or for another encoder/LM"
         )
-    model.load_state_dict(state, strict=False)
-    return model, identity, info
+    return state
 
 
 def _replace_lm(config: EmoSEMConfig, language_model: str):

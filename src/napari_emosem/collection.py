@@ -126,7 +126,7 @@ def batched_proposals(
                 preprocessed=[item.preprocessed for item in ready],
                 digests=[item.digest for item in ready],
             )
-            results = {id(item): p for item, p in zip(ready, proposals)}
+            results = {id(item): p for item, p in zip(ready, proposals, strict=True)}
         for item in batch:
             if item.error is not None:
                 yield item.path, None, None, item.error

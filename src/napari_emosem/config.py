@@ -113,7 +113,7 @@ class EmoSEMConfig:
         return json.dumps(self.to_dict(), indent=1)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "EmoSEMConfig":
+    def from_dict(cls, data: dict) -> EmoSEMConfig:
         """The config a checkpoint's ``config.json`` describes, checked (types, sizes, emotions)
         before anything is built from it: a damaged or foreign file must not allocate 50 GB."""
         try:
@@ -141,7 +141,7 @@ class EmoSEMConfig:
         check_config(config)
         return config
 
-    def replace(self, **changes) -> "EmoSEMConfig":
+    def replace(self, **changes) -> EmoSEMConfig:
         return dataclasses.replace(self, **changes)
 
 
@@ -301,7 +301,10 @@ def check_config(config: EmoSEMConfig) -> None:
     if e.out_chans % 8 or (e.out_chans // 2) % d.num_heads:
         _bad(f"encoder.out_chans {e.out_chans} must be a multiple of 8 and of 2 × decoder.num_heads ({d.num_heads})")
     if any(not 0 <= i < e.depth for i in e.global_attn_indexes):
-        _bad(f"encoder.global_attn_indexes {list(e.global_attn_indexes)} must lie in 0…{e.depth - 1} (the encoder's blocks)")
+        _bad(
+            f"encoder.global_attn_indexes {list(e.global_attn_indexes)} must lie in 0…{e.depth - 1} "
+            "(the encoder's blocks)"
+        )
     if lang.model == "tiny":
         if lang.n_embd % lang.n_head:
             _bad(f"language.n_embd {lang.n_embd} is not a multiple of language.n_head {lang.n_head}")
@@ -336,7 +339,13 @@ def parameter_estimate(config: EmoSEMConfig) -> int:
     grid = e.img_size // e.patch_size
     head = width // e.num_heads
     rel_pos = 2 * (2 * max(grid, e.window_size) - 1) * head
-    encoder = 3 * e.patch_size**2 * width + grid * grid * width + e.depth * (12 * width * width + rel_pos) + width * c + 9 * c * c
+    encoder = (
+        3 * e.patch_size**2 * width
+        + grid * grid * width
+        + e.depth * (12 * width * width + rel_pos)
+        + width * c
+        + 9 * c * c
+    )
     decoder = d.transformer_depth * (3 * 2 * c * c + 4 * c * c + 2 * c * d.mlp_dim) + 12 * c * c
     decoder += 3 * c * d.iou_head_hidden_dim + d.mask_in_chans * (c + 16)
     lm_width = lang.n_embd if lang.model == "tiny" else 1024

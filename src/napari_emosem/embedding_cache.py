@@ -8,6 +8,7 @@ The folder is bounded in size; the least recently used files go first.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -40,7 +41,7 @@ def default_max_bytes() -> int:
 
 @dataclass
 class CachedEmbedding:
-    embedding: "object"  # torch.Tensor (C, h, w), float32, on the CPU
+    embedding: object  # torch.Tensor (C, h, w), float32, on the CPU
     input_size: tuple[int, int]
     original_size: tuple[int, int]
 
@@ -133,10 +134,8 @@ class EmbeddingCache:
         for _, size, path in sorted(entries):
             if total <= self.max_bytes:
                 break
-            try:
+            with contextlib.suppress(FileNotFoundError):
                 path.unlink()
-            except FileNotFoundError:
-                pass
             total -= size
 
     def clear(self) -> None:

@@ -78,7 +78,10 @@ class EmoSEMPredictor(Predictor):
     def description(self) -> str:
         if self.checkpoint is not None:
             return f"EmoSEM checkpoint {self.checkpoint.label}"
-        return f"EmoSEM '{self.name}' preset (untrained prompt, decoder head and adapter: drafts are not meaningful until fine-tuned)"
+        return (
+            f"EmoSEM '{self.name}' preset (untrained prompt, decoder head and adapter: "
+            "drafts are not meaningful until fine-tuned)"
+        )
 
     # Per painting ----------------------------------------------------------------------------
 
@@ -135,7 +138,7 @@ class EmoSEMPredictor(Predictor):
             texts = [flat[i * n : (i + 1) * n] for i in range(len(images))]
         return [
             self._full_size(emotions, pred, t, self._geometry_of(c), False)
-            for pred, t, c in zip(preds, texts, cached)
+            for pred, t, c in zip(preds, texts, cached, strict=True)
         ]
 
     def _geometry_of(self, cached: CachedEmbedding) -> Geometry:
@@ -144,15 +147,18 @@ class EmoSEMPredictor(Predictor):
     def _embeddings(self, images, preprocessed=None, digests=None, known=None) -> list[CachedEmbedding]:
         """Each painting's embedding, from the cache (``known``: already looked up) or encoded, all
         misses in one encoder call."""
-        digests = [d or image_digest(im) for d, im in zip(digests or [None] * len(images), images)]
+        digests = [d or image_digest(im) for d, im in zip(digests or [None] * len(images), images, strict=True)]
         found = list(known) if known is not None else [self.cache.get(self.encoder_key, d) for d in digests]
         misses = [i for i, c in enumerate(found) if c is None]
         if misses:
-            ready = [(preprocessed[i] if preprocessed else None) or self.model.image_encoder.preprocess(images[i]) for i in misses]
+            ready = [
+                (preprocessed[i] if preprocessed else None) or self.model.image_encoder.preprocess(images[i])
+                for i in misses
+            ]
             x = torch.stack([t for t, _ in ready]).to(self.device)
             with self.plan.autocast():
                 encoded = self.model.encode(x).float().cpu()
-            for i, (_, geometry), embedding in zip(misses, ready, encoded):
+            for i, (_, geometry), embedding in zip(misses, ready, encoded, strict=True):
                 found[i] = CachedEmbedding(embedding.clone(), geometry.input_size, geometry.original_size)
                 self.cache.put(self.encoder_key, digests[i], found[i])
         return found

@@ -103,11 +103,46 @@ def evaluate_report(
     the captioning metrics (which need Java); their values are then None.
     """
     chosen = parse_emotions(emotions)
-    wanted = set(chosen)
-    seg_truth: dict[tuple[int, str], str] = {}  # (painting id, emotion) -> "name/emotion"
-    references: dict[tuple[int, str], list[str]] = {}
-    skipped_empty = 0
     pairs = ground_truth.every_pair(chosen)
+    seg_truth, references, skipped_empty = _truths(pairs)
+    items = predictions.values() if isinstance(predictions, Mapping) else predictions
+    ious, candidates, unmatched = _score_predictions(ground_truth, items, set(chosen), seg_truth, references)
+    missing = [name for key, name in seg_truth.items() if key not in ious]
+    for key in seg_truth:
+        ious.setdefault(key, 0.0)
+
+    segmentation = summarise_ious(ious.values())
+    segmentation["per_emotion"] = {
+        e: summarise_ious(v for k, v in ious.items() if k[1] == e) for e in chosen
+    }
+    scores = caption_scores(references, candidates, groups={k: k[1] for k in candidates}) if (
+        explanations and candidates
+    ) else None
+    explanation, pair_counts = _explanation_metrics(scores, chosen)
+    metrics = {"segmentation": segmentation, "explanation": explanation}
+    ceiling = human_ceiling(pairs, chosen, explanations=explanations)
+    if ceiling is not None:
+        metrics["human"] = ceiling.metrics
+        metrics["human"]["model"] = _model_on_ceiling_pairs(ceiling, ious, references, candidates, scores)
+    return EvaluationReport(
+        metrics=metrics,
+        missing_masks=missing,
+        missing_explanations=sum(1 for k in references if k not in candidates) if explanations else 0,
+        skipped_empty=skipped_empty,
+        unmatched_predictions=unmatched,
+        explanation_pairs=pair_counts,
+    )
+
+
+Key = tuple[int, str]  # (painting id, emotion)
+
+
+def _truths(pairs) -> tuple[dict[Key, str], dict[Key, list[str]], int]:
+    """The pairs with a stimulus to segment ("name/emotion"), the reference explanations, and how
+    many pairs were skipped for an empty truth."""
+    seg_truth: dict[Key, str] = {}
+    references: dict[Key, list[str]] = {}
+    skipped_empty = 0
     for pair in pairs:
         key = (pair.painting.id, pair.emotion)
         present = truth_present(pair)
@@ -118,10 +153,14 @@ def evaluate_report(
         refs = reference_explanations(pair)
         if refs:
             references[key] = refs
+    return seg_truth, references, skipped_empty
 
-    items = predictions.values() if isinstance(predictions, Mapping) else predictions
-    ious: dict[tuple[int, str], float] = {}
-    candidates: dict[tuple[int, str], str] = {}
+
+def _score_predictions(ground_truth, items, wanted: set[str], seg_truth, references):
+    """Each matched prediction's APOLO IoU (scored on arrival, mask dropped) and explanation; how
+    many predictions matched no pair of the truth."""
+    ious: dict[Key, float] = {}
+    candidates: dict[Key, str] = {}
     unmatched = 0
     for prediction in items:
         painting = ground_truth.painting(prediction.painting)
@@ -139,50 +178,36 @@ def evaluate_report(
                 ious[key] = apolo_iou(soft, truth_mask(ground_truth.pair(painting, emotion)))
         if key in references and prediction.explanation and prediction.explanation.strip():
             candidates[key] = prediction.explanation
+    return ious, candidates, unmatched
 
-    missing = [name for key, name in seg_truth.items() if key not in ious]
-    for key in seg_truth:
-        ious.setdefault(key, 0.0)
 
-    segmentation = summarise_ious(ious.values())
-    segmentation["per_emotion"] = {
-        e: summarise_ious(v for k, v in ious.items() if k[1] == e) for e in chosen
-    }
-
+def _explanation_metrics(scores: dict | None, chosen) -> tuple[dict, dict[str, int]]:
+    """The captioning metrics, overall and per emotion (None where not scored), and pair counts."""
     explanation: dict = {k: None for k in CAPTION_METRICS}
     explanation["per_emotion"] = {e: {k: None for k in CAPTION_METRICS} for e in chosen}
     pair_counts = {"all": 0} | {e: 0 for e in chosen}
-    if explanations and candidates:
-        scores = caption_scores(references, candidates, groups={k: k[1] for k in candidates})
+    if scores is not None:
         for k in CAPTION_METRICS:
             explanation[k] = scores[k]
         pair_counts["all"] = scores["pairs"]
         for e, group in scores["per_group"].items():
             explanation["per_emotion"][e] = {k: group[k] for k in CAPTION_METRICS}
             pair_counts[e] = group["pairs"]
+    return explanation, pair_counts
 
-    metrics = {"segmentation": segmentation, "explanation": explanation}
-    ceiling = human_ceiling(pairs, chosen, explanations=explanations)
-    if ceiling is not None:
-        metrics["human"] = ceiling.metrics
-        same = {"segmentation": summarise_ious(v for k, v in ious.items() if k in ceiling.mask_pairs)}
-        same["explanation"] = {k: None for k in CAPTION_METRICS} | {"pairs": 0}
-        chosen_candidates = {k: c for k, c in candidates.items() if k in ceiling.explanation_pairs}
-        if chosen_candidates:
-            if len(chosen_candidates) == len(candidates):
-                same_scores = scores  # the same set: no second Java run
-            else:
-                same_scores = caption_scores(references, chosen_candidates)
-            same["explanation"] = {k: same_scores[k] for k in CAPTION_METRICS} | {"pairs": same_scores["pairs"]}
-        metrics["human"]["model"] = same
-    return EvaluationReport(
-        metrics=metrics,
-        missing_masks=missing,
-        missing_explanations=sum(1 for k in references if k not in candidates) if explanations else 0,
-        skipped_empty=skipped_empty,
-        unmatched_predictions=unmatched,
-        explanation_pairs=pair_counts,
-    )
+
+def _model_on_ceiling_pairs(ceiling, ious, references, candidates, scores: dict | None) -> dict:
+    """The model's figures on the pairs the human ceiling was computed on, to put beside it."""
+    same = {"segmentation": summarise_ious(v for k, v in ious.items() if k in ceiling.mask_pairs)}
+    same["explanation"] = {k: None for k in CAPTION_METRICS} | {"pairs": 0}
+    chosen_candidates = {k: c for k, c in candidates.items() if k in ceiling.explanation_pairs}
+    if chosen_candidates:
+        if scores is not None and len(chosen_candidates) == len(candidates):
+            same_scores = scores  # the same set: no second Java run
+        else:
+            same_scores = caption_scores(references, chosen_candidates)
+        same["explanation"] = {k: same_scores[k] for k in CAPTION_METRICS} | {"pairs": same_scores["pairs"]}
+    return same
 
 
 def truth_mask(pair: PairRecords) -> np.ndarray | None:
@@ -296,7 +321,9 @@ def format_table(report: EvaluationReport) -> str:
     widths = [max(len(str(r[i])) for r in [header, *rows, *ceiling_rows]) for i in range(len(header))]
 
     def line(r):
-        return "  ".join(str(c).rjust(w) if i else str(c).ljust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True)))
+        return "  ".join(
+            str(c).rjust(w) if i else str(c).ljust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True))
+        )
 
     lines = [line(r) for r in [header, *rows]]
     lines.insert(1, "-" * len(lines[0]))

@@ -81,10 +81,8 @@ def default_run_dir(base: str | os.PathLike) -> Path:
         from .errors import CheckpointError
 
         if is_checkpoint(resolve_checkpoint_dir(base)):
-            try:
+            with contextlib.suppress(CheckpointError):  # fine_tune reports it; the folder name does not need it
                 name = read_checkpoint(base).id
-            except CheckpointError:
-                pass  # fine_tune reports it; the folder name does not need it
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     run = paths.checkpoints_dir() / f"{stamp}-{name}"
     n = 2
@@ -157,13 +155,17 @@ def fine_tune(
                 run.rmdir()
         raise
     trainer = Trainer(model, identity, data, config, run, parent=parent, device=device, resume=resume, cache=cache)
+    yield TrainEvent("message", message=_start_line(trainer, parent, run))
+    yield from trainer.run()
+
+
+def _start_line(trainer: Trainer, parent, run: Path) -> str:
+    """"from vit_b (continuing …) on cpu × 2 processes into RUN"."""
     dist = trainer.dist
-    yield TrainEvent(
-        "message",
-        message=f"from {model.config.name}"
+    return (
+        f"from {trainer.model.config.name}"
         + (f" (continuing {parent.label})" if parent else "")
         + f" on {trainer.device}"
         + (f" × {dist.world_size} processes" if dist.enabled else "")
-        + f" into {run}",
+        + f" into {run}"
     )
-    yield from trainer.run()

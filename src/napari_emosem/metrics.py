@@ -169,7 +169,7 @@ def ptb_tokenize(captions: Mapping[Hashable, list[str]]) -> dict[Hashable, list[
             f"the PTB tokenizer returned {len(out_lines)} lines for {len(lines)} sentences"
         )
     tokenized: dict[Hashable, list[str]] = {}
-    for key, line in zip(keys, out_lines):
+    for key, line in zip(keys, out_lines, strict=False):
         words = [w for w in line.rstrip().split(" ") if w not in ptb.PUNCTUATIONS]
         tokenized.setdefault(key, []).append(" ".join(words))
     return tokenized

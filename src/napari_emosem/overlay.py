@@ -66,7 +66,12 @@ def render_overlay(
         sheet.paste(Image.fromarray(panel.clip(0, 255).astype(np.uint8)), (x0 + (panel_side - pw) // 2, y0))
         yt = y0 + panel_side + 4
         area = 100.0 * prop.mask.mean()
-        draw.text((x0, yt), f"{prop.emotion}  score {prop.score:.2f}  area {area:.0f}%", fill=tuple(int(c) for c in colour), font=font)
+        draw.text(
+            (x0, yt),
+            f"{prop.emotion}  score {prop.score:.2f}  area {area:.0f}%",
+            fill=tuple(int(c) for c in colour),
+            font=font,
+        )
         for j, line in enumerate(textwrap.wrap(prop.explanation or "(no draft)", chars)[: caption_lines - 1]):
             draw.text((x0, yt + line_h * (j + 1)), line, fill=(220, 220, 220), font=font)
     return np.asarray(sheet)

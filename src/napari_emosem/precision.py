@@ -5,7 +5,8 @@
 - ``fp32``: everything in float32, the reference;
 - ``bf16``: the image encoder and the mask decoder under ``torch.autocast("cpu", bfloat16)``
   (weights stay float32; matrix products run in bfloat16, normalisations and softmaxes in
-  float32), and the language model's linear layers in dynamic int8 (:func:`.modeling.language_model.int8_language_model`);
+  float32), and the language model's linear layers in dynamic int8
+  (:func:`.modeling.language_model.int8_language_model`);
 - ``auto``: each of the two only where this machine measured it faster than float32. Processors
   with native bf16 (AVX-512 BF16, AMX) run bf16 matrix products 2–3× faster; one without runs them
   slower than float32, so it is measured, not assumed. The verdict is measured once (about a
@@ -107,10 +108,8 @@ def machine_verdict(*, remeasure: bool = False) -> dict:
         return known[key]
     verdict = measure_cpu()
     known[key] = verdict
-    try:
+    with contextlib.suppress(OSError):  # a read-only cache folder only means measuring again next time
         atomic_write_bytes(path, json.dumps(known, indent=1).encode())
-    except OSError:
-        pass  # a read-only cache folder only means measuring again next time
     return verdict
 
 

@@ -81,7 +81,8 @@ def epoch_line(event) -> str:
     losses = event.losses
     return (
         f"epoch {event.epoch}/{event.epochs}  loss {losses.get('loss', 0):.3f} (bce {losses.get('mask_bce', 0):.3f}, "
-        f"dice {losses.get('mask_dice', 0):.3f}, text {losses.get('text', 0):.3f})  val {metrics_summary(event.metrics)}"
+        f"dice {losses.get('mask_dice', 0):.3f}, text {losses.get('text', 0):.3f})  "
+        f"val {metrics_summary(event.metrics)}"
     )
 
 

@@ -81,7 +81,7 @@ def _shape_mask(shape: str, h: int, w: int, cy: float, cx: float, r: float) -> n
     elif shape == "star":
         angles = np.linspace(-np.pi / 2, 1.5 * np.pi, 11)[:-1]
         radii = np.where(np.arange(10) % 2 == 0, 1.0, 0.45)
-        poly(list(zip(np.sin(angles) * radii, np.cos(angles) * radii)))
+        poly(list(zip(np.sin(angles) * radii, np.cos(angles) * radii, strict=True)))
     else:  # pragma: no cover - TOY_STIMULI names only the shapes above
         raise ValueError(shape)
     return mask

@@ -25,7 +25,10 @@ def consensus_map(masks: Sequence[np.ndarray | None], shape: tuple[int, int]) ->
             continue
         mask = np.asarray(mask, dtype=bool)
         if mask.shape != tuple(shape):
-            raise EmoSEMError(f"an annotator's mask is {mask.shape[1]} × {mask.shape[0]} px but the painting is {shape[1]} × {shape[0]}")
+            raise EmoSEMError(
+                f"an annotator's mask is {mask.shape[1]} × {mask.shape[0]} px "
+                f"but the painting is {shape[1]} × {shape[0]}"
+            )
         total += mask
     return total / np.float32(len(masks))
 

@@ -77,36 +77,9 @@ def queue_paintings(
     progress = campaign_progress(dataset, settings)
     open_ = [p for p in progress.paintings if p.status not in (PaintingStatus.DONE, PaintingStatus.SKIPPED)]
     done = [p.painting for p in progress.paintings if p.status is PaintingStatus.DONE]
-    total, seen = len(open_) + (len(done) if order is QueueOrder.DIVERSITY else 0), 0
-    failed: list[tuple[str, str]] = []
-
-    def report(painting: Painting, error: str | None) -> None:
-        nonlocal seen
-        seen += 1
-        if error is not None:
-            failed.append((painting.file_name, error))
-        if on_painting:
-            on_painting(seen, total, painting, error)
-
-    candidates = []
-    for item in open_:
-        emotions = [e for e in settings.emotions if e not in item.reviewed]
-        try:
-            candidates += score_candidates([item.painting], dataset.image, predictor, emotions)
-        except (EmoSEMError, OSError) as exc:
-            report(item.painting, _one_line(exc))
-            continue
-        report(item.painting, None)
-    annotated = []
-    if order is QueueOrder.DIVERSITY:
-        for painting in done:
-            try:
-                predictor.set_image(dataset.image(painting))
-                annotated.append(np.asarray(predictor.image_features(), np.float64).ravel())
-            except (EmoSEMError, OSError) as exc:
-                report(painting, _one_line(exc))
-                continue
-            report(painting, None)
+    tally = _Tally(len(open_) + (len(done) if order is QueueOrder.DIVERSITY else 0), on_painting)
+    candidates = _uncertainties(open_, dataset, predictor, settings.emotions, tally)
+    annotated = _features(done, dataset, predictor, tally) if order is QueueOrder.DIVERSITY else []
     entries = rank(candidates, order, annotated=np.stack(annotated) if annotated else None, top=top, seed=seed)
     return QueueReport(
         order=order,
@@ -115,8 +88,53 @@ def queue_paintings(
         candidates=len(open_),
         done=len(done),
         skipped=progress.count(PaintingStatus.SKIPPED),
-        failed=failed,
+        failed=tally.failed,
     )
+
+
+@dataclass
+class _Tally:
+    """Counts the paintings read for ``on_painting`` and keeps those that could not be read."""
+
+    total: int
+    on_painting: OnPainting | None
+    seen: int = 0
+    failed: list[tuple[str, str]] = field(default_factory=list)
+
+    def __call__(self, painting: Painting, error: str | None) -> None:
+        self.seen += 1
+        if error is not None:
+            self.failed.append((painting.file_name, error))
+        if self.on_painting:
+            self.on_painting(self.seen, self.total, painting, error)
+
+
+def _uncertainties(open_, dataset, predictor, emotions, tally: _Tally) -> list:
+    """The open paintings' candidates, scored on the emotions each still lacks a reviewed record for."""
+    candidates = []
+    for item in open_:
+        missing = [e for e in emotions if e not in item.reviewed]
+        try:
+            candidates += score_candidates([item.painting], dataset.image, predictor, missing)
+        except (EmoSEMError, OSError) as exc:
+            tally(item.painting, _one_line(exc))
+            continue
+        tally(item.painting, None)
+    return candidates
+
+
+def _features(done: list[Painting], dataset, predictor, tally: _Tally) -> list[np.ndarray]:
+    """The done paintings' image features (diversity starts far from them)."""
+    annotated = []
+    for painting in done:
+        try:
+            predictor.set_image(dataset.image(painting))
+            annotated.append(np.asarray(predictor.image_features(), np.float64).ravel())
+        except (EmoSEMError, OSError) as exc:
+            tally(painting, _one_line(exc))
+            continue
+        tally(painting, None)
+    return annotated
 
 
 def check_top(top: int | None) -> None:

@@ -54,7 +54,9 @@ def add_paintings(
     for start in range(0, len(todo), ADD_BATCH):
         batch = todo[start : start + ADD_BATCH]
         try:
-            written = dataset.write_paintings(PaintingUpdate(path, path.name, records="merge") for path in batch).paintings
+            written = dataset.write_paintings(
+                PaintingUpdate(path, path.name, records="merge") for path in batch
+            ).paintings
         except EmoSEMError:
             written = _one_by_one(dataset, batch, report, on_failure)
         report.added.extend(p.file_name for p in written)
@@ -89,7 +91,9 @@ def _one_by_one(dataset, batch: Iterable[Path], report: AddReport, on_failure) -
     return written
 
 
-def skip_painting(dataset: StimulusDataset, painting: str | int | Painting, reason: str, *, annotator: str | None = None) -> Painting:
+def skip_painting(
+    dataset: StimulusDataset, painting: str | int | Painting, reason: str, *, annotator: str | None = None
+) -> Painting:
     """Mark a painting *skipped* with the annotator's reason (its records stay as they are)."""
     reason = " ".join(str(reason).split())
     if not reason:

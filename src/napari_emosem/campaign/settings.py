@@ -41,7 +41,9 @@ def read_settings(root: str | os.PathLike) -> CampaignSettings:
         obj = json.loads(text)
         emotions = parse_emotions(obj.get("emotions", "all")) if isinstance(obj, dict) else None
     except (ValueError, TypeError, RecursionError, EmoSEMError) as exc:
-        raise DatasetError(f"{path}: not a campaign file ({exc}); fix it or delete it to annotate all emotions") from None
+        raise DatasetError(
+            f"{path}: not a campaign file ({exc}); fix it or delete it to annotate all emotions"
+        ) from None
     if not emotions:
         raise DatasetError(f"{path}: expected {{\"emotions\": [...]}}; fix it or delete it to annotate all emotions")
     return CampaignSettings(emotions=tuple(emotions))

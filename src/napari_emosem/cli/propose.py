@@ -12,24 +12,25 @@ from ..errors import EmoSEMError
 from ..precision import PRECISIONS
 
 DEFAULT_OUT = "emosem-proposals"
+DESCRIPTION = (
+    "For each painting, propose one stimulus mask and one explanation draft per emotion and "
+    "write them into a stimulus dataset folder (annotations.json + images/, COCO with RLE "
+    "masks), plus a contact sheet per painting in OUT/overlays/. Re-running updates the "
+    "proposed emotions in place and leaves the painting's other records alone; a record a "
+    "person wrote, accepted, edited or marked 'no stimulus' is kept unless "
+    "--overwrite-reviewed. With --pending instead of images: propose again for every "
+    "painting of the campaign OUT that is neither done nor skipped (after fine-tuning: "
+    "the new model's drafts replace the older ones; pairs a person reviewed are not "
+    "touched). Works offline: the default 'starter' model needs no weights. "
+    "Under `torchrun --nproc_per_node N` each process takes every N-th painting."
+)
 
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
         "propose",
         help="propose stimulus masks and explanation drafts for paintings",
-        description=(
-            "For each painting, propose one stimulus mask and one explanation draft per emotion and "
-            "write them into a stimulus dataset folder (annotations.json + images/, COCO with RLE "
-            "masks), plus a contact sheet per painting in OUT/overlays/. Re-running updates the "
-            "proposed emotions in place and leaves the painting's other records alone; a record a "
-            "person wrote, accepted, edited or marked 'no stimulus' is kept unless "
-            "--overwrite-reviewed. With --pending instead of images: propose again for every "
-            "painting of the campaign OUT that is neither done nor skipped (after fine-tuning: "
-            "the new model's drafts replace the older ones; pairs a person reviewed are not "
-            "touched). Works offline: the default 'starter' model needs no weights. "
-            "Under `torchrun --nproc_per_node N` each process takes every N-th painting."
-        ),
+        description=DESCRIPTION,
     )
     p.add_argument("images", nargs="*", metavar="IMAGE", help="image files, or folders of images")
     p.add_argument(
@@ -79,11 +80,41 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from .. import parse_emotions
-    from .._io import check_writable_dir
-    from ..propose import expand_inputs, propose_paintings, shard
+    from ..propose import ProposeReport, propose_paintings, propose_pending
 
-    # everything a typo can break is checked before any work
+    emotions, batch_size = _checked(args)
+    rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+    if args.pending:
+        dataset, todo = _pending(args, rank, world)
+    else:
+        out, paths = _images(args, rank, world)
+    predictor = _predictor(args)
+    if args.pending:
+        out = dataset.root
+        report = ProposeReport()
+        for step in propose_pending(dataset, predictor, overlays=not args.no_overlay, paintings=todo, report=report):
+            _show(step.file_name, step.proposals, step.error)
+        what = f"{len(report.written)} open painting(s) of {out}"
+    else:
+        if batch_size is None:
+            from ..collection import auto_batch_size
+
+            batch_size = auto_batch_size(getattr(predictor, "device", "cpu"))
+        report = propose_paintings(
+            paths, predictor, emotions, out, overlays=not args.no_overlay, overwrite_reviewed=args.overwrite_reviewed,
+            on_painting=lambda path, p, e: _show(str(path), p, e), batch_size=batch_size,
+        )  # fmt: skip
+        what = f"{len(report.written)} painting(s) × {len(emotions)} emotion(s) to {out}"
+    _summarise(report, what)
+    if args.view and report.written and (rank == 0):
+        _view(out, args)
+    return 2 if report.failed else 0
+
+
+def _checked(args) -> tuple[list[str], int | None]:
+    """The emotions and batch size; everything a typo can break is checked before any work."""
+    from .. import parse_emotions
+
     emotions = parse_emotions(args.emotions or "all")
     if args.beams < 1:
         raise EmoSEMError("--beams must be at least 1")
@@ -96,16 +127,24 @@ def run(args) -> int:
         raise EmoSEMError("give IMAGES or --pending, not both (add new paintings with `emosem add` first)")
     if not args.pending and not args.images:
         raise EmoSEMError("give the images to propose for, or --pending to propose for the campaign's open paintings")
-    rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
-    if args.pending:
-        dataset, todo = _pending(args, rank, world)
-    else:
-        out = check_writable_dir(args.out)
-        paths = expand_inputs(args.images)
-        if not paths:
-            raise EmoSEMError(f"no images found in {', '.join(args.images)}")
-        if world > 1:
-            paths = shard(paths, rank, world)
+    return emotions, batch_size
+
+
+def _images(args, rank: int, world: int) -> tuple[Path, list[Path]]:
+    """The output folder (checked writable) and this process's share of the image files."""
+    from .._io import check_writable_dir
+    from ..propose import expand_inputs, shard
+
+    out = check_writable_dir(args.out)
+    paths = expand_inputs(args.images)
+    if not paths:
+        raise EmoSEMError(f"no images found in {', '.join(args.images)}")
+    if world > 1:
+        paths = shard(paths, rank, world)
+    return out, paths
+
+
+def _predictor(args):
     from ..loading import load_predictor
 
     predictor = load_predictor(
@@ -118,34 +157,21 @@ def run(args) -> int:
         precision=args.precision,
     )
     print(f"model: {predictor.description}", file=sys.stderr)
+    return predictor
 
-    def show(name: str, proposals, error) -> None:
-        if error is not None:
-            line = error if error.startswith(name) else f"{name}: {error}"
-            print(f"emosem propose: error: {line}", file=sys.stderr)
-            return
-        print(Path(name).name)
-        for p in proposals:
-            print(f"  {p.emotion:<12} score {p.score:4.2f}  area {100 * p.mask.mean():5.1f}%  {p.explanation}")
 
-    if args.pending:
-        from ..propose import ProposeReport, propose_pending
+def _show(name: str, proposals, error) -> None:
+    """One painting's proposals on stdout, or its error as one line on stderr."""
+    if error is not None:
+        line = error if error.startswith(name) else f"{name}: {error}"
+        print(f"emosem propose: error: {line}", file=sys.stderr)
+        return
+    print(Path(name).name)
+    for p in proposals:
+        print(f"  {p.emotion:<12} score {p.score:4.2f}  area {100 * p.mask.mean():5.1f}%  {p.explanation}")
 
-        out = dataset.root
-        report = ProposeReport()
-        for step in propose_pending(dataset, predictor, overlays=not args.no_overlay, paintings=todo, report=report):
-            show(step.file_name, step.proposals, step.error)
-        what = f"{len(report.written)} open painting(s) of {out}"
-    else:
-        if batch_size is None:
-            from ..collection import auto_batch_size
 
-            batch_size = auto_batch_size(getattr(predictor, "device", "cpu"))
-        report = propose_paintings(
-            paths, predictor, emotions, out, overlays=not args.no_overlay, overwrite_reviewed=args.overwrite_reviewed,
-            on_painting=lambda path, p, e: show(str(path), p, e), batch_size=batch_size,
-        )  # fmt: skip
-        what = f"{len(report.written)} painting(s) × {len(emotions)} emotion(s) to {out}"
+def _summarise(report, what: str) -> None:
     print(f"wrote {what}" + (f"; {len(report.failed)} failed" if report.failed else ""), file=sys.stderr)
     if report.kept_reviewed:
         print(
@@ -154,9 +180,6 @@ def run(args) -> int:
         )
     if report.replaced_reviewed:
         print(f"replaced {len(report.replaced_reviewed)} reviewed records", file=sys.stderr)
-    if args.view and report.written and (rank == 0):
-        _view(out, args)
-    return 2 if report.failed else 0
 
 
 def _pending(args, rank: int, world: int):

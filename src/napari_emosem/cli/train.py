@@ -33,10 +33,14 @@ def register(subparsers) -> None:
     )
     p.add_argument("--out", required=True, help="run folder to write")
     p.add_argument("--epochs", type=int, default=20, help="at most this many passes over the training paintings")
-    p.add_argument("--lr", type=float, default=None, help="peak learning rate (none given: 2e-3 for tiny, 1e-4 otherwise)")
+    p.add_argument(
+        "--lr", type=float, default=None, help="peak learning rate (none given: 2e-3 for tiny, 1e-4 otherwise)"
+    )
     p.add_argument("--batch-size", type=int, default=8, help="(painting, emotion) pairs per step and process")
     p.add_argument("--val-fraction", type=float, default=0.15, help="share of paintings held out for validation")
-    p.add_argument("--patience", type=int, default=5, help="epochs without better validation mIoU before stopping (0: off)")
+    p.add_argument(
+        "--patience", type=int, default=5, help="epochs without better validation mIoU before stopping (0: off)"
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of the split, the batch order and new weights")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last finished epoch")
     p.add_argument(
@@ -51,7 +55,9 @@ def register(subparsers) -> None:
         "--sam-checkpoint", default=None, help="local SAM .pth instead of the cached/downloaded one (`emosem weights`)"
     )
     p.add_argument("--lm", default=None, help="language model id or folder instead of the base's own")
-    p.add_argument("--no-text-metrics", action="store_true", help="skip drafting explanations (BLEU-4) during validation")
+    p.add_argument(
+        "--no-text-metrics", action="store_true", help="skip drafting explanations (BLEU-4) during validation"
+    )
     p.set_defaults(func=run)
 
 

@@ -252,6 +252,35 @@ def import_apolo(
         if not folder.is_dir():
             raise DatasetError(f"{folder}: no such folder (the {label} folder)")
     report = ImportReport()
+    rows = _rows_of_split(apolo_json, split, report)
+    artemis = _artemis_for(rows, artemis_csv)
+    by_painting = _pairs_by_painting(rows, artemis, artemis_csv is not None, report)
+    image_index = _ImageIndex(images_dir)
+    check_writable_dir(Path(out).expanduser())
+    dataset = StimulusDataset.open(out, create=True)
+    batch: list[PaintingUpdate] = []
+    total = len(by_painting)
+    for done, (name, pairs) in enumerate(by_painting.items(), 1):
+        update = _painting_update(name, pairs, image_index, maps_dir, artemis, annotator, report)
+        if update is None:
+            continue
+        batch.append(update)
+        report.paintings += 1
+        report.pairs += len(update.stimuli)
+        if len(batch) >= batch_size:
+            dataset.write_paintings(batch)
+            batch = []
+        if progress is not None:
+            progress(done, total)
+    if batch:
+        dataset.write_paintings(batch)
+    if progress is not None:
+        progress(total, total)
+    return report
+
+
+def _rows_of_split(apolo_json: str | os.PathLike, split: str, report: ImportReport) -> list[ApoloRow]:
+    """The APOLO rows of ``split`` (all with "all"); bad rows and the rows of other splits counted."""
     rows, problems = read_apolo_rows(apolo_json)
     report.bad_rows.extend(problems)
     report.rows = len(rows) + len(report.bad_rows)
@@ -259,30 +288,38 @@ def import_apolo(
         kept = [r for r in rows if r.split == split]
         report.skipped_split = len(rows) - len(kept)
         rows = kept
+    return rows
 
-    artemis = ArtemisIndex()
+
+def _artemis_for(rows: list[ApoloRow], artemis_csv: str | os.PathLike | None) -> ArtemisIndex:
+    """The ArtEmis rows these APOLO rows need (none without a CSV, which only some rows can do without)."""
     if artemis_csv is not None:
-        artemis = read_artemis_csv(
+        return read_artemis_csv(
             artemis_csv,
             indices={i for r in rows for i in r.artemis_ids},
             paintings={r.painting for r in rows},
         )
-    elif any(r.emotion is None for r in rows):
+    if any(r.emotion is None for r in rows):
         raise DatasetError(
             "these APOLO rows name their emotion only through artemis_id; give the ArtEmis CSV "
             "(--artemis artemis_dataset_release_v0.csv)"
         )
+    return ArtemisIndex()
 
-    # rows -> pairs, grouped by painting (first-seen order)
+
+def _pairs_by_painting(
+    rows: list[ApoloRow], artemis: ArtemisIndex, have_csv: bool, report: ImportReport
+) -> dict[str, list[tuple[ApoloRow, str]]]:
+    """Rows -> (row, emotion) pairs, grouped by painting (first-seen order); each row's artemis_ids
+    cut to those of its painting found in the CSV."""
     by_painting: dict[str, list[tuple[ApoloRow, str]]] = defaultdict(list)
     for row in rows:
         emotion = row.emotion
         ids = [i for i in row.artemis_ids if i in artemis.rows]
         lost = [i for i in row.artemis_ids if i not in artemis.rows]
-        if lost and artemis_csv is not None:
+        if lost and have_csv:
             report.bad_rows.append(
-                f"{row.painting}: artemis_id {lost[:3]} not in the ArtEmis CSV "
-                f"({artemis.total_rows} rows)"
+                f"{row.painting}: artemis_id {lost[:3]} not in the ArtEmis CSV ({artemis.total_rows} rows)"
             )
         wrong = [i for i in ids if artemis.rows[i].painting != row.painting]
         if wrong:
@@ -301,81 +338,91 @@ def import_apolo(
             continue
         row.artemis_ids = ids
         by_painting[row.painting].append((row, emotion))
+    return by_painting
 
-    image_index = _ImageIndex(images_dir)
-    check_writable_dir(Path(out).expanduser())
-    dataset = StimulusDataset.open(out, create=True)
-    batch: list[PaintingUpdate] = []
-    total = len(by_painting)
-    for done, (name, pairs) in enumerate(by_painting.items(), 1):
-        style = next((r.style for r, _ in pairs if r.style), None) or artemis.styles.get(name)
-        image_path = image_index.find(name, style)
-        if image_path is None:
-            report.missing_images.append(name)
+
+def _painting_update(
+    name: str,
+    pairs: list[tuple[ApoloRow, str]],
+    image_index: _ImageIndex,
+    maps_dir: Path,
+    artemis: ArtemisIndex,
+    annotator: str,
+    report: ImportReport,
+) -> PaintingUpdate | None:
+    """One painting's update: its image file, a record per pair with a usable map, its metadata;
+    None (and reported) when the image or every map is missing."""
+    style = next((r.style for r, _ in pairs if r.style), None) or artemis.styles.get(name)
+    image_path = image_index.find(name, style)
+    if image_path is None:
+        report.missing_images.append(name)
+        return None
+    size = image_header_size(image_path)
+    if isinstance(size, str):
+        report.missing_images.append(f"{name} ({size})")
+        return None
+    width, height = size
+    stimuli = _pair_stimuli(name, pairs, maps_dir, (height, width), artemis, annotator, report)
+    if not stimuli:
+        return None
+    metadata: dict[str, Any] = parse_wikiart_name(name)
+    if style:
+        metadata["style"] = style
+    splits = {r.split for r, _ in pairs if r.split}
+    if len(splits) == 1:
+        metadata["split"] = splits.pop()
+    metadata["source_dataset"] = "APOLO"
+    return PaintingUpdate(image_path, image_path.name, stimuli, metadata=metadata)
+
+
+def _pair_stimuli(
+    name: str,
+    pairs: list[tuple[ApoloRow, str]],
+    maps_dir: Path,
+    shape: tuple[int, int],
+    artemis: ArtemisIndex,
+    annotator: str,
+    report: ImportReport,
+) -> list[Stimulus]:
+    """A record per (painting, emotion) pair from its stimulus map (``shape``: the painting's
+    height and width) and its explanations; missing, bad and repeated pairs reported."""
+    stimuli = []
+    seen = set()
+    for row, emotion in pairs:
+        key = f"{name}_{emotion}"
+        if emotion in seen:
+            report.bad_rows.append(f"{key}: a second row for this pair; ignored")
             continue
-        size = image_header_size(image_path)
-        if isinstance(size, str):
-            report.missing_images.append(f"{name} ({size})")
+        seen.add(emotion)
+        map_path = maps_dir / f"{key}.npy"
+        if not map_path.is_file():
+            report.missing_maps.append(key)
             continue
-        width, height = size
-        stimuli = []
-        seen = set()
-        for row, emotion in pairs:
-            key = f"{name}_{emotion}"
-            if emotion in seen:
-                report.bad_rows.append(f"{key}: a second row for this pair; ignored")
-                continue
-            seen.add(emotion)
-            map_path = maps_dir / f"{key}.npy"
-            if not map_path.is_file():
-                report.missing_maps.append(key)
-                continue
-            mask, problem = _read_map(map_path, height, width)
-            if mask is None:
-                report.bad_maps.append(f"{map_path}: {problem}")
-                continue
-            if problem:
-                report.resized_masks.append(key)
-            explanations = _explanations(row, emotion, artemis)
-            empty = not mask.any()
-            extra: dict[str, Any] = {"artemis_id": row.artemis_ids}
-            if row.split:
-                extra["split"] = row.split
-            stimuli.append(
-                Stimulus(
-                    emotion,
-                    None if empty else mask,
-                    explanations,
-                    no_stimulus=empty,
-                    source="human",
-                    annotator=annotator,
-                    extra=extra,
-                )
+        mask, problem = _read_map(map_path, *shape)
+        if mask is None:
+            report.bad_maps.append(f"{map_path}: {problem}")
+            continue
+        if problem:
+            report.resized_masks.append(key)
+        explanations = _explanations(row, emotion, artemis)
+        empty = not mask.any()
+        extra: dict[str, Any] = {"artemis_id": row.artemis_ids}
+        if row.split:
+            extra["split"] = row.split
+        stimuli.append(
+            Stimulus(
+                emotion,
+                None if empty else mask,
+                explanations,
+                no_stimulus=empty,
+                source="human",
+                annotator=annotator,
+                extra=extra,
             )
-            report.no_stimulus += empty
-            report.explanations += len(explanations)
-        if not stimuli:
-            continue
-        metadata: dict[str, Any] = parse_wikiart_name(name)
-        if style:
-            metadata["style"] = style
-        splits = {r.split for r, _ in pairs if r.split}
-        if len(splits) == 1:
-            metadata["split"] = splits.pop()
-        metadata["source_dataset"] = "APOLO"
-        batch.append(PaintingUpdate(image_path, image_path.name, stimuli, metadata=metadata))
-        report.paintings += 1
-        report.pairs += len(stimuli)
-        if len(batch) >= batch_size:
-            dataset.write_paintings(batch)
-            batch = []
-        if progress is not None:
-            progress(done, total)
-    if batch:
-        dataset.write_paintings(batch)
-    if progress is not None:
-        progress(total, total)
-    return report
+        )
+        report.no_stimulus += empty
+        report.explanations += len(explanations)
+    return stimuli
 
 
 def _explanations(row: ApoloRow, emotion: str, artemis: ArtemisIndex) -> list[str]:

@@ -14,9 +14,10 @@ import io
 import os
 import re
 from collections import defaultdict
-from collections.abc import Collection
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 from .._io import atomic_write_text, open_regular
 from ..emotions import EMOTIONS, SOMETHING_ELSE, normalise_emotion
@@ -50,6 +51,16 @@ class ArtemisIndex:
     total_rows: int = 0
 
 
+class _Columns(NamedTuple):
+    """Positions of ArtEmis's columns in the file (None: an optional column it lacks)."""
+
+    style: int | None
+    painting: int
+    emotion: int
+    utterance: int
+    repetition: int | None
+
+
 def read_artemis_csv(
     path: str | os.PathLike,
     *,
@@ -65,60 +76,74 @@ def read_artemis_csv(
     wanted_paintings = None if paintings is None else set(paintings)
     keep_all = wanted_indices is None and wanted_paintings is None
     index = ArtemisIndex()
-    try:
-        handle = io.TextIOWrapper(open_regular(path), encoding="utf-8-sig", newline="")
-    except FileNotFoundError:
-        raise DatasetError(f"{path}: no such ArtEmis CSV file") from None
-    except OSError as exc:
-        raise DatasetError(f"{path}: cannot read it ({exc.strerror or exc})") from None
-    with handle:
+    with _open_csv(path) as handle:
         reader = csv.reader(handle)
-        try:
-            header = next(reader)
-        except StopIteration:
-            raise DatasetError(f"{path}: the file is empty; expected ArtEmis's CSV") from None
-        except csv.Error as exc:
-            raise DatasetError(f"{path}: not a CSV file ({exc})") from None
-        columns = {name.strip(): i for i, name in enumerate(header)}
-        missing = [c for c in REQUIRED if c not in columns]
-        if missing:
-            raise DatasetError(
-                f"{path}: missing column{'s' if len(missing) > 1 else ''} {', '.join(missing)}; "
-                f"expected ArtEmis's columns {', '.join(COLUMNS)}"
-            )
-        c_style, c_painting = columns.get("art_style"), columns["painting"]
-        c_emotion, c_utterance = columns["emotion"], columns["utterance"]
-        c_repetition = columns.get("repetition")
+        columns = _columns(reader, path)
+        shortest = max(columns.painting, columns.emotion, columns.utterance)
         position = -1
         try:
             for position, row in enumerate(reader):
-                if len(row) <= max(c_painting, c_emotion, c_utterance):
+                if len(row) <= shortest:
                     continue
-                painting = row[c_painting]
+                painting = row[columns.painting]
                 if not keep_all and not (
                     (wanted_indices is not None and position in wanted_indices)
                     or (wanted_paintings is not None and painting in wanted_paintings)
                 ):
                     continue
-                try:
-                    emotion = normalise_emotion(row[c_emotion])
-                except UnknownEmotionError:
-                    continue
-                style = row[c_style] if c_style is not None and c_style < len(row) else ""
-                repetition = (
-                    row[c_repetition] if c_repetition is not None and c_repetition < len(row) else ""
-                )
-                item = ArtemisRow(position, style, painting, emotion, row[c_utterance], repetition)
-                index.rows[position] = item
-                index.by_pair[(painting, emotion)].append(position)
-                if style:
-                    index.styles.setdefault(painting, style)
+                _add_row(index, position, row, columns)
         except csv.Error as exc:
             raise DatasetError(f"{path}: malformed CSV near data row {position + 2} ({exc})") from None
         except UnicodeDecodeError as exc:
             raise DatasetError(f"{path}: not UTF-8 text (byte {exc.start}); ArtEmis's CSV is UTF-8") from None
     index.total_rows = position + 1
     return index
+
+
+def _open_csv(path: Path) -> io.TextIOWrapper:
+    try:
+        return io.TextIOWrapper(open_regular(path), encoding="utf-8-sig", newline="")
+    except FileNotFoundError:
+        raise DatasetError(f"{path}: no such ArtEmis CSV file") from None
+    except OSError as exc:
+        raise DatasetError(f"{path}: cannot read it ({exc.strerror or exc})") from None
+
+
+def _columns(reader: Iterator[list[str]], path: Path) -> _Columns:
+    """The header's columns; the file is refused without those ArtEmis's rows need."""
+    try:
+        header = next(reader)
+    except StopIteration:
+        raise DatasetError(f"{path}: the file is empty; expected ArtEmis's CSV") from None
+    except csv.Error as exc:
+        raise DatasetError(f"{path}: not a CSV file ({exc})") from None
+    columns = {name.strip(): i for i, name in enumerate(header)}
+    missing = [c for c in REQUIRED if c not in columns]
+    if missing:
+        raise DatasetError(
+            f"{path}: missing column{'s' if len(missing) > 1 else ''} {', '.join(missing)}; "
+            f"expected ArtEmis's columns {', '.join(COLUMNS)}"
+        )
+    return _Columns(
+        columns.get("art_style"), columns["painting"], columns["emotion"], columns["utterance"],
+        columns.get("repetition"),
+    )  # fmt: skip
+
+
+def _add_row(index: ArtemisIndex, position: int, row: list[str], columns: _Columns) -> None:
+    """Add one data row to ``index`` (skipped when its emotion is not one of ArtEmis's)."""
+    try:
+        emotion = normalise_emotion(row[columns.emotion])
+    except UnknownEmotionError:
+        return
+    painting = row[columns.painting]
+    c_style, c_repetition = columns.style, columns.repetition
+    style = row[c_style] if c_style is not None and c_style < len(row) else ""
+    repetition = row[c_repetition] if c_repetition is not None and c_repetition < len(row) else ""
+    index.rows[position] = ArtemisRow(position, style, painting, emotion, row[columns.utterance], repetition)
+    index.by_pair[(painting, emotion)].append(position)
+    if style:
+        index.styles.setdefault(painting, style)
 
 
 def write_artemis_csv(dataset, out_dir: str | os.PathLike, *, emotions=None) -> tuple[Path, int]:

@@ -23,7 +23,7 @@ from typing import Any
 
 from ..errors import DatasetError
 from .dataset import PaintingUpdate, StimulusDataset
-from .records import ANNOTATION_SECONDS, Painting, Slot, Stimulus, parse_time
+from .records import ANNOTATION_SECONDS, Painting, Slot, Stimulus, parse_time, same_judgement
 
 #: paintings per write of the merged dataset (one journal line each)
 BATCH = 256
@@ -195,7 +195,7 @@ def _merge_record(item: _Merged, record: Stimulus, label: str, report: MergeRepo
         item.records[key] = (record, label)
         return
     other, other_label = held
-    if _same(other, record):
+    if same_judgement(other, record):
         if record.annotation_seconds > other.annotation_seconds:  # revisited in one copy only
             other.annotation_seconds = record.annotation_seconds
         return
@@ -211,16 +211,3 @@ def _merge_record(item: _Merged, record: Stimulus, label: str, report: MergeRepo
                 item.file_name, record.emotion, key[1], (kept[1], kept[0].modified), (dropped[1], dropped[0].modified)
             )
         )
-
-
-def _same(a: Stimulus, b: Stimulus) -> bool:
-    """The same judgement: mask, explanations, no stimulus, where it came from (not times)."""
-    ra, rb = a._stored_rle(), b._stored_rle()
-    return (
-        (None if ra is None else ra.counts) == (None if rb is None else rb.counts)
-        and a.explanations == b.explanations
-        and a.no_stimulus == b.no_stimulus
-        and a.source == b.source
-        and a.edited == b.edited
-        and a.extra == b.extra
-    )

@@ -14,7 +14,7 @@ record per annotator, and one adjudicated record (a reviewer's decision between 
 from __future__ import annotations
 
 import datetime as _dt
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import PurePosixPath
 from typing import Any, NamedTuple
 
@@ -319,6 +319,25 @@ class Stimulus:
 Stimulus.mask = property(  # type: ignore[assignment]
     Stimulus._get_mask, Stimulus._set_mask, doc="bool (H, W) mask, or None (text only)"
 )
+
+
+def copy_painting(p: Painting) -> Painting:
+    """A copy the caller may change (its metadata too)."""
+    return replace(p, metadata=dict(p.metadata))
+
+
+def same_judgement(a: Stimulus, b: Stimulus) -> bool:
+    """The same judgement: mask, explanations, no stimulus, where it came from (not times, not
+    whose it is)."""
+    ra, rb = a._stored_rle(), b._stored_rle()
+    return (
+        (None if ra is None else ra.counts) == (None if rb is None else rb.counts)
+        and a.explanations == b.explanations
+        and a.no_stimulus == b.no_stimulus
+        and a.source == b.source
+        and a.edited == b.edited
+        and a.extra == b.extra
+    )
 
 
 def effective_record(records: list[Stimulus]) -> Stimulus | None:

@@ -192,8 +192,22 @@ def _parse_strings(counts: Sequence[str]) -> _Parsed:
     its characters (one pass per character position, most runs have one or two), and per-string
     figures come from reductions over segments, never from per-run copies of per-string values.
     """
-    n = len(counts)
     errors: dict[int, str] = {}
+    raw, offsets = _characters(counts, errors)
+    values, first, stop = _run_values(raw, offsets, errors)
+    del raw
+    for i in errors:  # a bad string's values are not runs: keep them out of the sums below
+        values[first[i] : stop[i]] = 0
+    runs = _undo_delta_coding(values, first, stop)
+    smallest, largest, totals, areas = _string_figures(runs, first, stop)
+    return _Parsed(runs, first, smallest, largest, totals, areas, errors)
+
+
+def _characters(counts: Sequence[str], errors: dict[int, str]) -> tuple[np.ndarray, np.ndarray]:
+    """Every string's characters as chunks 0..63, one array, and where each string starts (the
+    last offset is the end). A string that is empty, not ASCII or outside the alphabet is listed
+    in ``errors`` (an empty or non-ASCII one stands as one placeholder run)."""
+    n = len(counts)
     encoded = []
     for i, text in enumerate(counts):
         if not text:
@@ -213,6 +227,15 @@ def _parse_strings(counts: Sequence[str]) -> _Parsed:
         for i in np.unique(np.searchsorted(offsets, outside, side="right") - 1).tolist():
             errors.setdefault(i, "RLE 'counts' holds characters outside pycocotools' alphabet")
         raw = raw & np.uint8(0x3F)
+    return raw, offsets
+
+
+def _run_values(
+    raw: np.ndarray, offsets: np.ndarray, errors: dict[int, str]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The runs' values as coded (deltas from the run two before, from the fourth on), and each
+    string's first run and the run after its last. Truncated strings and runs too long to be real
+    are listed in ``errors``."""
     last = offsets[1:] - 1
     for i in np.flatnonzero(raw[last] >= 0x20).tolist():  # bit 5: more chunks follow
         errors.setdefault(i, "RLE 'counts' is truncated (its last run is unfinished)")
@@ -220,12 +243,29 @@ def _parse_strings(counts: Sequence[str]) -> _Parsed:
     is_end[last] = True
     ends = np.flatnonzero(is_end)
     del is_end
-    n_runs = len(ends)
     first = np.searchsorted(ends, offsets[:-1])  # each string's first run (every string has one)
-    stop = np.append(first[1:], n_runs)
+    stop = np.append(first[1:], len(ends))
     # A run's chunks are 5 bits each, least significant first; the last one's bit 4 is the sign.
     # So its value is the last chunk as a signed 5-bit number, shifted up past the others (Horner).
     values = _SIGNED_CHUNK[raw[ends]]
+    chunks = _gather_chunks(values, raw, ends, first, errors)
+    del ends
+    if chunks > 6:
+        # Runs and the differences between them are below 2**31 in any mask we accept
+        # (validate.MAX_DECLARED_PIXELS; pycocotools keeps runs in 32-bit unsigned ints):
+        # bounding them by 2**32 keeps the running sums below from overflowing 64 bits (that
+        # would take more than 2**31 runs). Six chunks or fewer hold less than 2**30.
+        huge = (np.maximum.reduceat(values, first) > 1 << 32) | (np.minimum.reduceat(values, first) < -(1 << 32))
+        for i in np.flatnonzero(huge).tolist():
+            errors.setdefault(i, "RLE 'counts' holds a run too long to be real")
+    return values, first, stop
+
+
+def _gather_chunks(
+    values: np.ndarray, raw: np.ndarray, ends: np.ndarray, first: np.ndarray, errors: dict[int, str]
+) -> int:
+    """Shift the earlier chunks of runs of two chunks or more into ``values``, one character
+    position per pass; returns the passes made plus one (the most chunks a run had, up to 12)."""
     gaps = np.empty_like(ends)  # characters per run
     gaps[:1] = ends[:1] + 1
     np.subtract(ends[1:], ends[:-1], out=gaps[1:])
@@ -243,18 +283,14 @@ def _parse_strings(counts: Sequence[str]) -> _Parsed:
         k += 1
         previous_end = np.where(longer > 0, ends[np.maximum(longer - 1, 0)], -1)
         longer = longer[ends[longer] - previous_end > k]
-    del ends
-    if k > 6:
-        # Runs and the differences between them are below 2**31 in any mask we accept
-        # (validate.MAX_DECLARED_PIXELS; pycocotools keeps runs in 32-bit unsigned ints):
-        # bounding them by 2**32 keeps the running sums below from overflowing 64 bits (that
-        # would take more than 2**31 runs). Six chunks or fewer hold less than 2**30.
-        huge = (np.maximum.reduceat(values, first) > 1 << 32) | (np.minimum.reduceat(values, first) < -(1 << 32))
-        for i in np.flatnonzero(huge).tolist():
-            errors.setdefault(i, "RLE 'counts' holds a run too long to be real")
-    for i in errors:  # a bad string's values are not runs: keep them out of the sums below
-        values[first[i] : stop[i]] = 0
-    runs = _undo_delta_coding(values, first, stop)
+    return k
+
+
+def _string_figures(
+    runs: np.ndarray, first: np.ndarray, stop: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per string: the smallest and largest run, the sum of its runs, and its area (the sum of
+    its runs of 1s)."""
     # per string: the sum of each parity chain of runs (a string's runs of 1s are its odd runs)
     chain_sums = []
     for parity in (0, 1):
@@ -266,7 +302,7 @@ def _parse_strings(counts: Sequence[str]) -> _Parsed:
     areas = np.where((first & 1).astype(bool), chain_sums[0], chain_sums[1])
     totals = chain_sums[0] + chain_sums[1]
     smallest, largest = np.minimum.reduceat(runs, first), np.maximum.reduceat(runs, first)
-    return _Parsed(runs, first, smallest, largest, totals, areas, errors)
+    return smallest, largest, totals, areas
 
 
 #: a chunk (0..63) read as the last chunk of a run: its low 5 bits as a signed number

@@ -46,6 +46,8 @@ from .._io import (
 from ..errors import DatasetError
 
 ANNOTATIONS = "annotations.json"
+#: Folder of the image files
+IMAGES = "images"
 LOCK_SUFFIX = ".lock"
 JOURNAL = "annotations.json.journal"
 #: Folder under images/ where a write stages new image files before its commit.
@@ -155,8 +157,12 @@ def journal_path(root: Path) -> Path:
     return root / JOURNAL
 
 
+def images_dir(root: Path) -> Path:
+    return root / IMAGES
+
+
 def staging_dir(root: Path) -> Path:
-    return root / "images" / STAGING
+    return images_dir(root) / STAGING
 
 
 @dataclass
@@ -329,7 +335,7 @@ def pending_images(root: Path, moves: list[tuple[str, str]]) -> dict[str, Path]:
     """file name -> staged file, for the images of committed writes (``moves``: those of the lines
     that extend the current snapshot, in order) that may not be moved into place yet: where
     readers find them meanwhile (a staged file that is gone has been moved)."""
-    images = root / "images"
+    images = images_dir(root)
     return {final: images / staged for staged, final in moves}
 
 
@@ -337,7 +343,7 @@ def complete(root: Path, entry: Entry, named: set[str] | dict[str, Any]) -> None
     """After the line of ``entry`` is appended: move its staged images into place and delete
     the files it replaced (unless a painting names them: ``named``). Idempotent: a writer killed
     half-way is finished by the next one."""
-    images = root / "images"
+    images = images_dir(root)
     for staged, final in entry.moves:
         source, target = images / staged, images / final
         if source.exists():
@@ -389,7 +395,7 @@ def recover(
         if journal_size > journal_end:
             truncate_journal(root, journal_end)
         staging = staging_dir(root)
-        images = root / "images"
+        images = images_dir(root)
         if last is not None and (
             staging.exists() or any(n not in named and (images / n).exists() for n in last.remove)
         ):

@@ -331,6 +331,25 @@ def parse_document(
     :func:`check_image_files` checks them once the journal is replayed.
     """
     context = _Context(root, check_images, header_cache, pending or {})
+    info, images, categories, annotations = _top_level(obj, root)
+    doc = Document(info=dict(info))
+    doc.extra = {k: v for k, v in obj.items() if k not in ("info", "images", "categories", "annotations")}
+    problems = _parse_images(images, doc, later, context)
+    category_emotion, category_problems = _parse_categories(categories)
+    problems.extend(category_problems)
+    image_ids_listed = {img.get("id") for img in images if isinstance(img, dict)}
+    records, record_problems = _parse_annotations(
+        annotations, doc.paintings, category_emotion, skip_images=image_ids_listed
+    )
+    problems.extend(record_problems)
+    for image_id, record in records:
+        doc.records[image_id].append(record)
+    _raise(problems, f"{root / 'annotations.json'}", "open the dataset again")
+    return doc
+
+
+def _top_level(obj: Any, root: Path) -> tuple[dict, list, list, list]:
+    """``info``, ``images``, ``categories`` and ``annotations``, or the problems that stop reading."""
     problems: list[str] = []
     if not isinstance(obj, dict):
         raise DatasetError(
@@ -356,11 +375,12 @@ def parse_document(
             problems.append(f"'{key}' must be a list; found {type(value).__name__}")
     if problems:
         raise DatasetError(f"{root / 'annotations.json'} is not a usable COCO file", problems)
+    return info, images, categories, annotations
 
-    doc = Document(info=dict(info))
-    doc.extra = {k: v for k, v in obj.items() if k not in ("info", "images", "categories", "annotations")}
 
-    # --- images ------------------------------------------------------------------------
+def _parse_images(images: list[Any], doc: Document, later: set[int], context: _Context) -> list[str]:
+    """Put the paintings of the ``images`` entries into ``doc``; the problems of the others."""
+    problems: list[str] = []
     seen_names: dict[str, int] = {}
     for index, img in enumerate(images):
         painting, problem = _parse_image(img, f"images[{index}]")
@@ -381,8 +401,12 @@ def parse_document(
             continue
         doc.paintings[painting.id] = painting
         doc.records[painting.id] = []
+    return problems
 
-    # --- categories --------------------------------------------------------------------
+
+def _parse_categories(categories: list[Any]) -> tuple[dict[int, str], list[str]]:
+    """The emotion of each category id ("" for a category with a problem listed), and the problems."""
+    problems: list[str] = []
     category_emotion: dict[int, str] = {}
     emotion_category: dict[str, int] = {}
     for index, cat in enumerate(categories):
@@ -413,17 +437,7 @@ def parse_document(
             continue
         category_emotion[cat_id] = emotion
         emotion_category[emotion] = cat_id
-
-    # --- annotations -------------------------------------------------------------------
-    image_ids_listed = {img.get("id") for img in images if isinstance(img, dict)}
-    records, record_problems = _parse_annotations(
-        annotations, doc.paintings, category_emotion, skip_images=image_ids_listed
-    )
-    problems.extend(record_problems)
-    for image_id, record in records:
-        doc.records[image_id].append(record)
-    _raise(problems, f"{root / 'annotations.json'}", "open the dataset again")
-    return doc
+    return category_emotion, problems
 
 
 def apply_entry(
@@ -593,6 +607,10 @@ def _image_file_problem(painting: Painting, context: _Context) -> str | None:
     return None
 
 
+#: an annotation entry on its way through: (entry, id, image id, painting, emotion)
+_Item = tuple[dict, int, int, Painting, str]
+
+
 def _parse_annotations(
     annotations: list[Any],
     paintings: dict[int, Painting],
@@ -608,10 +626,23 @@ def _parse_annotations(
     image id), for a journal line checked against the document it extends.
     """
     problems: list[str] = []
-    # 1. which record of which painting and emotion each entry is
-    items: list[tuple[dict, int, int, Painting, str]] = []
+    items = _locate_annotations(annotations, paintings, category_emotion, skip_images, taken_ids or {}, problems)
+    checked = _check_segmentations(items)
+    records = _slot_records(items, checked, problems)
+    return records, problems
+
+
+def _locate_annotations(
+    annotations: list[Any],
+    paintings: dict[int, Painting],
+    category_emotion: dict[int, str],
+    skip_images: set[Any],
+    taken_ids: dict[int, int],
+    problems: list[str],
+) -> list[_Item]:
+    """Which record of which painting and emotion each entry is (problems appended)."""
+    items: list[_Item] = []
     seen_ann: set[int] = set()
-    taken_ids = taken_ids or {}
     for index, ann in enumerate(annotations):
         if type(ann) is not dict:
             problems.append(f"annotations[{index}]: must be an object")
@@ -642,8 +673,12 @@ def _parse_annotations(
             continue
         if emotion:  # else the category's problem is listed already
             items.append((ann, ann_id, image_id, painting, emotion))
+    return items
 
-    # 2. compressed RLE strings of the right size, checked all at once
+
+def _check_segmentations(items: list[_Item]) -> dict[int, RLE | str]:
+    """Compressed RLE strings of the right size, checked all at once: item index -> the mask, or
+    why it cannot be decoded (items of other segmentations are checked one by one later)."""
     batch: list[int] = []
     counts: list[str] = []
     for k, (ann, _, _, painting, _) in enumerate(items):
@@ -666,8 +701,13 @@ def _parse_annotations(
             checked[k] = (
                 f"undecodable segmentation: {error}" if error else RLE(heights[j], widths[j], counts[j], areas[j])
             )
+    return checked
 
-    # 3. the records, one per slot of each pair
+
+def _slot_records(
+    items: list[_Item], checked: dict[int, RLE | str], problems: list[str]
+) -> list[tuple[int, StoredRecord]]:
+    """The records, one per slot of each pair (problems appended)."""
     records: list[tuple[int, StoredRecord]] = []
     seen_slot: dict[tuple, int] = {}
     for k, (ann, ann_id, image_id, painting, emotion) in enumerate(items):
@@ -692,29 +732,18 @@ def _parse_annotations(
             )
             continue
         records.append((image_id, StoredRecord(ann_id, record)))
-    return records, problems
+    return records
 
 
+# written for speed (a large dataset has tens of thousands of records): one lookup and one type
+# test per field on the way through, the messages only when something is wrong; each step appends
+# its problems to the record's list
 def _parse_annotation(
     ann: dict, emotion: str, painting: Painting, checked: RLE | str | None = None
 ) -> tuple[Stimulus | None, list[str]]:
-    # written for speed (a large dataset has tens of thousands of records): one lookup and one
-    # type test per field on the way through, the messages only when something is wrong
     problems: list[str] = []
     get = ann.get
-    rle: RLE | None = None
-    if checked is not None:
-        if type(checked) is str:
-            problems.append(checked)
-        else:
-            rle = checked
-    else:
-        segmentation = get("segmentation")
-        if segmentation is not None:
-            try:
-                rle = parse_segmentation(segmentation, painting.height, painting.width)
-            except RLEError as exc:
-                problems.append(f"undecodable segmentation: {exc}")
+    rle = _segmentation(get, painting, checked, problems)
     no_stimulus = get("no_stimulus", False)
     has_mask = get("has_mask", True)
     if type(no_stimulus) is not bool:
@@ -723,24 +752,65 @@ def _parse_annotation(
         problems.append(f"'has_mask' must be true or false; found {has_mask!r}")
     if problems:
         return None, problems
+    rle, no_stimulus = _stored_mask(rle, emotion, no_stimulus, has_mask, painting, problems)
+    explanations = _explanations(get, problems)
+    source, edited, annotator, reviewed, adjudicated = _provenance(get, problems)
+    seconds, score, created, modified = _times_and_score(get, problems)
+    if problems:
+        return None, problems
+    extra = _extra_fields(ann, problems)
+    if problems:
+        return None, problems
+    if reviewed is None:
+        reviewed = Stimulus.derive_reviewed(source, edited, no_stimulus, annotator)
+    stimulus = Stimulus._checked(
+        rle, emotion, explanations if explanations is not get("explanations") else list(explanations),
+        no_stimulus, source, edited, annotator, None if score is None else float(score), created, modified,
+        extra, reviewed or adjudicated, adjudicated, float(seconds),
+    )  # fmt: skip
+    return stimulus, []
 
+
+def _segmentation(get: Any, painting: Painting, checked: RLE | str | None, problems: list[str]) -> RLE | None:
+    """The entry's mask: checked in the batch already, or parsed here (any COCO segmentation)."""
+    if checked is not None:
+        if type(checked) is str:
+            problems.append(checked)
+            return None
+        return checked
+    segmentation = get("segmentation")
+    if segmentation is not None:
+        try:
+            return parse_segmentation(segmentation, painting.height, painting.width)
+        except RLEError as exc:
+            problems.append(f"undecodable segmentation: {exc}")
+    return None
+
+
+def _stored_mask(
+    rle: RLE | None, emotion: str, no_stimulus: bool, has_mask: bool, painting: Painting, problems: list[str]
+) -> tuple[RLE | None, bool]:
+    """The mask the record holds (None: text only) and its no-stimulus flag, by what it says it is."""
     if emotion == SOMETHING_ELSE:
         if rle is not None and rle.area > 0:
             problems.append(
                 f"'{SOMETHING_ELSE}' carries explanations only, never a mask; remove its "
                 "segmentation (or give the record one of the eight emotions)"
             )
-        rle = None
-        no_stimulus = False
-    elif no_stimulus:
+        return None, False
+    if no_stimulus:
         if rle is not None and rle.area > 0:
             problems.append("no_stimulus is true but the mask is not empty")
-        rle = empty_rle(painting.height, painting.width)
-    elif not has_mask:
+        return empty_rle(painting.height, painting.width), no_stimulus
+    if not has_mask:
         if rle is not None and rle.area > 0:
             problems.append("has_mask is false but the segmentation is not empty")
-        rle = None
+        return None, no_stimulus
+    return rle, no_stimulus
 
+
+def _explanations(get: Any, problems: list[str]) -> list[str]:
+    """``explanations``, with a legacy single ``explanation`` first when it is not among them."""
     explanations = get("explanations")
     explanation = get("explanation")
     if explanations is None:
@@ -753,7 +823,11 @@ def _parse_annotation(
         explanation = None
     if explanation and explanation not in explanations:
         explanations = [explanation, *explanations]
+    return explanations
 
+
+def _provenance(get: Any, problems: list[str]) -> tuple[Any, Any, Any, Any, Any]:
+    """Whose the record is: source, edited, annotator, reviewed (None: derived), adjudicated."""
     source = get("source", "human")
     if source is None:
         source = "human"
@@ -773,6 +847,11 @@ def _parse_annotation(
         problems.append(f"'adjudicated' must be true or false; found {adjudicated!r}")
     elif adjudicated and reviewed is False:
         problems.append("an adjudicated record is a reviewer's decision: 'reviewed' must be true")
+    return source, edited, annotator, reviewed, adjudicated
+
+
+def _times_and_score(get: Any, problems: list[str]) -> tuple[Any, Any, Any, Any]:
+    """annotation_seconds, score, created, modified."""
     seconds = get("annotation_seconds", 0)
     if seconds is None:
         seconds = 0
@@ -786,26 +865,19 @@ def _parse_annotation(
         problems.append(f"'created' must be an ISO 8601 string or null; found {created!r}")
     if modified is not None and type(modified) is not str:
         problems.append(f"'modified' must be an ISO 8601 string or null; found {modified!r}")
-    if problems:
-        return None, problems
+    return seconds, score, created, modified
 
-    extra = {}
+
+def _extra_fields(ann: dict, problems: list[str]) -> dict[str, Any]:
+    """Fields the format does not know, kept as they are (if not nested too deep)."""
     unknown = ann.keys() - _KNOWN_FIELDS
-    if unknown:
-        extra = {k: ann[k] for k in ann if k in unknown}
-        for key, value in extra.items():
-            if isinstance(value, (dict, list)) and _depth(value, MAX_EXTRA_DEPTH) > MAX_EXTRA_DEPTH:
-                problems.append(f"field {key!r} is nested more than {MAX_EXTRA_DEPTH} levels deep")
-        if problems:
-            return None, problems
-    if reviewed is None:
-        reviewed = Stimulus.derive_reviewed(source, edited, no_stimulus, annotator)
-    stimulus = Stimulus._checked(
-        rle, emotion, explanations if explanations is not get("explanations") else list(explanations),
-        no_stimulus, source, edited, annotator, None if score is None else float(score), created, modified,
-        extra, reviewed or adjudicated, adjudicated, float(seconds),
-    )  # fmt: skip
-    return stimulus, []
+    if not unknown:
+        return {}
+    extra = {k: ann[k] for k in ann if k in unknown}
+    for key, value in extra.items():
+        if isinstance(value, (dict, list)) and _depth(value, MAX_EXTRA_DEPTH) > MAX_EXTRA_DEPTH:
+            problems.append(f"field {key!r} is nested more than {MAX_EXTRA_DEPTH} levels deep")
+    return extra
 
 
 _KNOWN_FIELDS = frozenset(ANNOTATION_FIELDS)

@@ -49,7 +49,7 @@ class PairBatch:
     #: optional clicks: ((N, K, 2) x, y in input pixels, (N, K) labels; -1 = padding)
     points: tuple[torch.Tensor, torch.Tensor] | None = None
 
-    def to(self, device) -> "PairBatch":
+    def to(self, device) -> PairBatch:
         def move(x):
             return None if x is None else x.to(device)
 
@@ -123,7 +123,7 @@ class EmoSEM(nn.Module):
             state[key] = value
         return state
 
-    def train(self, mode: bool = True) -> "EmoSEM":
+    def train(self, mode: bool = True) -> EmoSEM:
         super().train(mode)
         # frozen parts stay in eval mode (no dropout) even while the rest trains
         trainable = set(self.trainable_modules())

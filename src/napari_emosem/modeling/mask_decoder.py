@@ -10,9 +10,8 @@ checkpoints load unchanged.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import types
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -156,7 +155,9 @@ class EmotionMaskDecoder(nn.Module):
         return MaskPrediction(logits=logits, iou=iou)
 
 
-def upscaled_logits(upscaling: nn.Sequential, tokens: torch.Tensor, hyper: torch.Tensor, h: int, w: int) -> torch.Tensor:
+def upscaled_logits(
+    upscaling: nn.Sequential, tokens: torch.Tensor, hyper: torch.Tensor, h: int, w: int
+) -> torch.Tensor:
     """SAM's ``output_upscaling`` followed by the hypernetwork's dot product, on image tokens.
 
     SAM's upscaling is two ``ConvTranspose2d(kernel_size=2, stride=2)``; such a convolution does

@@ -93,9 +93,13 @@ def decode_prompt_sets(transformer: nn.Module, image: SharedImage, tokens: torch
         q = queries + tokens
         queries = layer.norm1(queries + layer.self_attn(q=q, k=q, v=queries))
         with_pe = keys + image.pe
-        queries = layer.norm2(queries + _tokens_read_image(layer.cross_attn_token_to_image, queries + tokens, with_pe, keys))
+        queries = layer.norm2(
+            queries + _tokens_read_image(layer.cross_attn_token_to_image, queries + tokens, with_pe, keys)
+        )
         queries = layer.norm3(queries + layer.mlp(queries))
-        keys = layer.norm4(_image_reads_tokens(layer.cross_attn_image_to_token, with_pe, queries + tokens, queries, keys))
+        keys = layer.norm4(
+            _image_reads_tokens(layer.cross_attn_image_to_token, with_pe, queries + tokens, queries, keys)
+        )
 
     # Final attention of the IoU token and the first mask token to the image
     final = transformer.final_attn_token_to_image

@@ -42,47 +42,61 @@ def colour_families(L: np.ndarray, chroma: np.ndarray, hue: np.ndarray) -> np.nd
 
 def colour_name(L: float, chroma: float, hue_degrees: float, family: int) -> str:
     """A short colour phrase, e.g. "dark, muted blue", "warm ochre", "pale grey-green"."""
-    name = FAMILIES[family]
     h = hue_degrees % 360.0
-    # words that already say how light the colour is take no lightness adjective
-    implies_lightness = False
     if family == 0:
         if L < 20:
             return "blue-black" if chroma >= 5 and 200 <= h < 300 else "black"
         if L > 88:
             return "white"
-        if chroma >= 5:
-            if 40 <= h < 110:
-                name = "warm grey"
-            elif 110 <= h < 200:
-                name = "grey-green"
-            elif 200 <= h < 300:
-                name = "blue-grey"
-    elif family == 1:
+        name, implies_lightness = _grey_name(chroma, h), False
+    else:
+        name, implies_lightness = _hue_name(L, chroma, h, family)
+    adjectives = _colour_adjectives(L, chroma, family, name, implies_lightness)
+    return " ".join([", ".join(adjectives), name]) if adjectives else name
+
+
+def _grey_name(chroma: float, h: float) -> str:
+    """A grey's name, tinted when it leans towards a hue."""
+    if chroma >= 5:
+        if 40 <= h < 110:
+            return "warm grey"
+        if 110 <= h < 200:
+            return "grey-green"
+        if 200 <= h < 300:
+            return "blue-grey"
+    return FAMILIES[0]
+
+
+def _hue_name(L: float, chroma: float, h: float, family: int) -> tuple[str, bool]:
+    """A chromatic family's name at this lightness and chroma, and whether the word already says
+    how light the colour is (then it takes no lightness adjective)."""
+    if family == 1:
         if L > 65 and chroma < 45:
-            name, implies_lightness = "pink", True
-        elif chroma < 30 and L < 65:
-            name = "rose" if L >= 40 else "maroon"
-            implies_lightness = L < 40
+            return "pink", True
+        if chroma < 30 and L < 65:
+            return ("rose" if L >= 40 else "maroon"), L < 40
     elif family == 2:
         if L < 45:
-            name, implies_lightness = "brown", True
-        elif L > 72 and chroma < 45:
-            name, implies_lightness = ("beige" if chroma < 25 else "peach"), True
-        elif chroma < 45:
-            name = "ochre"
+            return "brown", True
+        if L > 72 and chroma < 45:
+            return ("beige" if chroma < 25 else "peach"), True
+        if chroma < 45:
+            return "ochre", False
     elif family == 3:
         if L < 45:
-            name, implies_lightness = ("olive" if h >= 95 else "dark ochre"), True
-        elif L > 78 and chroma < 35:
-            name, implies_lightness = "cream", True
-        elif chroma < 45:
-            name = "ochre"
+            return ("olive" if h >= 95 else "dark ochre"), True
+        if L > 78 and chroma < 35:
+            return "cream", True
+        if chroma < 45:
+            return "ochre", False
     elif family == 4 and L < 45:
-        name, implies_lightness = "olive", True
+        return "olive", True
     elif family == 6 and L < 55 and chroma >= 15:
-        name = "teal"
+        return "teal", False
+    return FAMILIES[family], False
 
+
+def _colour_adjectives(L: float, chroma: float, family: int, name: str, implies_lightness: bool) -> list[str]:
     adjectives = []
     if not implies_lightness:
         if L < 32:
@@ -101,7 +115,7 @@ def colour_name(L: float, chroma: float, hue_degrees: float, family: int) -> str
         adjectives.append("warm")
     elif not adjectives and name in ("blue", "blue-green"):
         adjectives.append("cool")
-    return " ".join([", ".join(adjectives), name]) if adjectives else name
+    return adjectives
 
 
 # Where and how large --------------------------------------------------------------------------
@@ -142,15 +156,19 @@ def describe_mask(
     ``families`` is :func:`colour_families` of each pixel and ``lab`` (h·w, 3) its CIE Lab.
     The mask must have some weight.
     """
-    from scipy import ndimage
-
     h, w = shape
     weights = np.asarray(weights, dtype=np.float64).ravel()
-    total = weights.sum()
-    fraction = float(total / weights.size)
+    fraction = float(weights.sum() / weights.size)
+    colour = _mask_colour(weights, families, lab)
+    layout = _MaskLayout.of(weights.reshape(h, w))
+    where, subject, plural = _subject(colour, fraction, layout)
+    return MaskDescription(colour, where, subject, plural, fraction, (layout.cy, layout.cx))
 
-    # colour: the family holding most of the mask's weight, named from its own mean colour
-    share = np.bincount(families, weights=weights, minlength=len(FAMILIES)) / total
+
+def _mask_colour(weights: np.ndarray, families: np.ndarray, lab: np.ndarray) -> str:
+    """The family holding most of the mask's weight, named from its own mean colour (and a second
+    one, without adjectives, when it holds at least 30%)."""
+    share = np.bincount(families, weights=weights, minlength=len(FAMILIES)) / weights.sum()
     order = np.argsort(-share, kind="stable")
     names = []
     for rank, family in enumerate(order[:2]):
@@ -165,41 +183,58 @@ def describe_mask(
             if name in names[0].split(" ")[-1]:
                 break
         names.append(name)
-    colour = " and ".join(names)
+    return " and ".join(names)
 
-    grid = weights.reshape(h, w)
-    rows, cols = grid.sum(axis=1), grid.sum(axis=0)
-    cy = float((rows @ (np.arange(h) + 0.5)) / total / h)
-    cx = float((cols @ (np.arange(w) + 0.5)) / total / w)
-    top, bottom = _quantile_span(rows)
-    left, right = _quantile_span(cols)
-    height, width = bottom - top, right - left
 
-    labels, n = ndimage.label(grid > 0, structure=np.ones((3, 3)))
-    parts = np.bincount(labels.ravel(), weights=grid.ravel())[1:] if n else np.zeros(1)
-    scattered = n >= 2 and (parts.max() < 0.5 * total or (parts >= 0.05 * total).sum() >= 3)
+@dataclass(frozen=True)
+class _MaskLayout:
+    """Where a soft mask lies, as fractions of the canvas: centre, extent, and whether it is
+    scattered over several parts."""
 
-    grid_where = _GRID[min(int(cy * 3), 2)][min(int(cx * 3), 2)]
-    plural = False
+    cy: float
+    cx: float
+    height: float
+    width: float
+    scattered: bool
+
+    @classmethod
+    def of(cls, grid: np.ndarray) -> _MaskLayout:
+        from scipy import ndimage
+
+        h, w = grid.shape
+        total = grid.sum()
+        rows, cols = grid.sum(axis=1), grid.sum(axis=0)
+        top, bottom = _quantile_span(rows)
+        left, right = _quantile_span(cols)
+        labels, n = ndimage.label(grid > 0, structure=np.ones((3, 3)))
+        parts = np.bincount(labels.ravel(), weights=grid.ravel())[1:] if n else np.zeros(1)
+        return cls(
+            cy=float((rows @ (np.arange(h) + 0.5)) / total / h),
+            cx=float((cols @ (np.arange(w) + 0.5)) / total / w),
+            height=bottom - top,
+            width=right - left,
+            scattered=n >= 2 and (parts.max() < 0.5 * total or (parts >= 0.05 * total).sum() >= 3),
+        )
+
+
+def _subject(colour: str, fraction: float, layout: _MaskLayout) -> tuple[str, str, bool]:
+    """(where, the sentence's subject, whether it is plural) for a mask of this colour and layout."""
+    row, column = min(int(layout.cy * 3), 2), min(int(layout.cx * 3), 2)
+    grid_where = _GRID[row][column]
     if fraction >= 0.6:
-        where = ""
-        subject = f"the {colour} that fills most of the canvas"
-    elif scattered:
-        plural = True
-        where = "across the canvas" if height > 0.6 and width > 0.6 else grid_where
+        return "", f"the {colour} that fills most of the canvas", False
+    if layout.scattered:
+        where = "across the canvas" if layout.height > 0.6 and layout.width > 0.6 else grid_where
         noun = "touches" if fraction < 0.1 else "patches"
-        subject = f"the scattered {colour} {noun} {where}"
-    elif width >= 0.7 and height <= 0.35:
-        where = ("across the top", "across the middle", "along the bottom")[min(int(cy * 3), 2)]
-        subject = f"the {colour} band {where}"
-    elif height >= 0.7 and width <= 0.35:
-        where = ("down the left side", "down the middle", "down the right side")[min(int(cx * 3), 2)]
-        subject = f"the {colour} band {where}"
-    else:
-        where = grid_where
-        noun = next(n for limit, n in _SIZE_NOUNS if fraction < limit)
-        subject = f"the {colour} {noun} {where}"
-    return MaskDescription(colour, where, subject, plural, fraction, (cy, cx))
+        return where, f"the scattered {colour} {noun} {where}", True
+    if layout.width >= 0.7 and layout.height <= 0.35:
+        where = ("across the top", "across the middle", "along the bottom")[row]
+        return where, f"the {colour} band {where}", False
+    if layout.height >= 0.7 and layout.width <= 0.35:
+        where = ("down the left side", "down the middle", "down the right side")[column]
+        return where, f"the {colour} band {where}", False
+    noun = next(n for limit, n in _SIZE_NOUNS if fraction < limit)
+    return grid_where, f"the {colour} {noun} {grid_where}", False
 
 
 # (upper limit of the covered share, noun)

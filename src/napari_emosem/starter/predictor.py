@@ -173,7 +173,7 @@ class StarterPredictor(Predictor):
         scores = emotion_scores(painting.region_z, names)
         areas = np.bincount(regions.ravel(), minlength=len(painting.region_z))
         proposals = []
-        for emotion, row in zip(names, scores):
+        for emotion, row in zip(names, scores, strict=True):
             chosen = choose_regions(
                 row, margin=self.config.join_margin, max_regions=self.config.max_regions_per_mask
             )
@@ -221,57 +221,28 @@ class StarterPredictor(Predictor):
         clicked_sp = seg.superpixels[small_points[:, 0], small_points[:, 1]]
         clicked_region = seg.sp_region[clicked_sp]
         positive = labels == 1
-
-        if positive.any():
-            selected = np.unique(clicked_region[positive])
-        else:
-            excluded = set(clicked_region.tolist())
-            chosen = choose_regions(
-                row, margin=self.config.join_margin, max_regions=self.config.max_regions_per_mask
-            )
-            selected = np.array([r for r in chosen if r not in excluded], dtype=np.int64)
-            if len(selected) == 0:
-                remaining = [int(r) for r in np.argsort(-row, kind="stable") if r not in excluded]
-                selected = np.array(remaining[:1], dtype=np.int64)
-        keep = np.isin(seg.sp_region, selected)
-        if len(selected) == 0:  # every region was clicked out: keep all unclicked superpixels
-            keep[:] = True
-
-        # regions clicked both ways: each superpixel goes with its nearest click
-        for region in np.intersect1d(clicked_region[positive], clicked_region[~positive]):
-            in_region = np.flatnonzero(seg.sp_region == region)
-            clicks = np.flatnonzero(clicked_region == region)
-            nearest = self._nearest_click(painting, in_region, clicked_sp[clicks])
-            keep[in_region] = positive[clicks][nearest]
-        keep[clicked_sp[~positive]] = False
-        keep[clicked_sp[positive]] = True
-        small_mask = keep[seg.superpixels]
-
-        # superpixels clicked both ways: split their pixels between the nearest clicks
-        for sp in np.intersect1d(clicked_sp[positive], clicked_sp[~positive]):
-            rr, cc = np.nonzero(seg.superpixels == sp)
-            clicks = np.flatnonzero(clicked_sp == sp)
-            d = (rr[:, None] - small_points[clicks, 0]) ** 2 + (cc[:, None] - small_points[clicks, 1]) ** 2
-            small_mask[rr, cc] = positive[clicks][np.argmin(d, axis=1)]
-
-        if not small_mask.any():  # only negative clicks on a one-superpixel painting
-            small_mask[:] = True
-        mask = painting.grid.upsample(small_mask)
-        # two opposite clicks can share one working pixel: the painting's own pixels decide,
-        # later clicks winning
-        rows, cols = points[:, 0].astype(np.intp), points[:, 1].astype(np.intp)
-        for r, c, is_positive in zip(rows, cols, positive):
-            mask[r, c] = is_positive
-        if not mask.any():
-            mask[:] = True
-            for r, c, is_positive in zip(rows, cols, positive):
-                mask[r, c] = is_positive
+        selected = self._selected_regions(row, clicked_region, positive)
+        small_mask = _clicked_small_mask(painting, selected, clicked_sp, clicked_region, small_points, positive)
+        mask = _with_clicked_pixels(painting.grid.upsample(small_mask), points, positive)
 
         coverage = painting.grid.coverage(mask)
         region_score = row[seg.regions]
         score = float(np.average(region_score, weights=coverage))
         text = self._draft(painting, emotion, coverage) if explain else ""
         return Proposal(emotion, mask, score, text)
+
+    def _selected_regions(self, row: np.ndarray, clicked_region: np.ndarray, positive: np.ndarray) -> np.ndarray:
+        """The regions under positive clicks; with only negative clicks, the emotion's proposal
+        without the clicked regions, or the best-scoring region left."""
+        if positive.any():
+            return np.unique(clicked_region[positive])
+        excluded = set(clicked_region.tolist())
+        chosen = choose_regions(row, margin=self.config.join_margin, max_regions=self.config.max_regions_per_mask)
+        selected = np.array([r for r in chosen if r not in excluded], dtype=np.int64)
+        if len(selected) == 0:
+            remaining = [int(r) for r in np.argsort(-row, kind="stable") if r not in excluded]
+            selected = np.array(remaining[:1], dtype=np.int64)
+        return selected
 
     def explain(self, emotion: str, mask: np.ndarray) -> str:
         """Draft why ``mask`` (painting-size, bool or nonzero = inside) evokes ``emotion``."""
@@ -371,3 +342,46 @@ def load_sam(checkpoint: str | os.PathLike, model_type: str = "vit_b", device: s
         ) from None
     return model.to(device).eval()
 
+
+def _clicked_small_mask(
+    painting: _Painting, selected, clicked_sp, clicked_region, small_points, positive
+) -> np.ndarray:
+    """The working-size mask of the selected regions, with the clicked superpixels in or out, and
+    regions or superpixels clicked both ways split between their nearest clicks."""
+    seg = painting.segmentation
+    keep = np.isin(seg.sp_region, selected)
+    if len(selected) == 0:  # every region was clicked out: keep all unclicked superpixels
+        keep[:] = True
+    # regions clicked both ways: each superpixel goes with its nearest click
+    for region in np.intersect1d(clicked_region[positive], clicked_region[~positive]):
+        in_region = np.flatnonzero(seg.sp_region == region)
+        clicks = np.flatnonzero(clicked_region == region)
+        nearest = StarterPredictor._nearest_click(painting, in_region, clicked_sp[clicks])
+        keep[in_region] = positive[clicks][nearest]
+    keep[clicked_sp[~positive]] = False
+    keep[clicked_sp[positive]] = True
+    small_mask = keep[seg.superpixels]
+
+    # superpixels clicked both ways: split their pixels between the nearest clicks
+    for sp in np.intersect1d(clicked_sp[positive], clicked_sp[~positive]):
+        rr, cc = np.nonzero(seg.superpixels == sp)
+        clicks = np.flatnonzero(clicked_sp == sp)
+        d = (rr[:, None] - small_points[clicks, 0]) ** 2 + (cc[:, None] - small_points[clicks, 1]) ** 2
+        small_mask[rr, cc] = positive[clicks][np.argmin(d, axis=1)]
+
+    if not small_mask.any():  # only negative clicks on a one-superpixel painting
+        small_mask[:] = True
+    return small_mask
+
+
+def _with_clicked_pixels(mask: np.ndarray, points: np.ndarray, positive: np.ndarray) -> np.ndarray:
+    """Two opposite clicks can share one working pixel: the painting's own pixels decide, later
+    clicks winning; a mask left empty becomes everything but the negative clicks."""
+    rows, cols = points[:, 0].astype(np.intp), points[:, 1].astype(np.intp)
+    for r, c, is_positive in zip(rows, cols, positive, strict=True):
+        mask[r, c] = is_positive
+    if not mask.any():
+        mask[:] = True
+        for r, c, is_positive in zip(rows, cols, positive, strict=True):
+            mask[r, c] = is_positive
+    return mask

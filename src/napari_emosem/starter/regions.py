@@ -206,6 +206,92 @@ def slic_superpixels(small: np.ndarray, config: StarterConfig) -> np.ndarray:
     return labels.reshape(small.shape[:2]).astype(np.int32)
 
 
+class _RegionGraph:
+    """Regions of a label map with their area, mean Lab colour and neighbours; merged pair by
+    pair. ``ward`` and ``delta`` hold each adjacent active pair's Ward cost and colour distance
+    (inf elsewhere), kept up to date by every merge."""
+
+    def __init__(self, labels: np.ndarray, lab: np.ndarray, n: int) -> None:
+        self.flat = labels.ravel()
+        self.area = np.bincount(self.flat, minlength=n).astype(np.float64)
+        self.sums = np.stack(
+            [np.bincount(self.flat, weights=lab[..., c].ravel(), minlength=n) for c in range(3)], axis=1
+        )
+        present = self.area > 0
+        self.mean = np.zeros((n, 3))
+        self.mean[present] = self.sums[present] / self.area[present, None]
+
+        self.adjacency = np.zeros((n, n), dtype=bool)
+        for a, b in ((labels[:, :-1], labels[:, 1:]), (labels[:-1, :], labels[1:, :])):
+            differ = a != b
+            self.adjacency[a[differ], b[differ]] = True
+        self.adjacency |= self.adjacency.T
+
+        self.active = present.copy()
+        self.owner = np.arange(n)
+        self.ward = np.full((n, n), np.inf)
+        self.delta = np.full((n, n), np.inf)
+        self.count = int(self.active.sum())
+        for i in np.flatnonzero(self.active):
+            self._update(i)
+
+    def _update(self, i: int) -> None:
+        nbrs = np.flatnonzero(self.adjacency[i] & self.active)
+        d2 = ((self.mean[nbrs] - self.mean[i]) ** 2).sum(axis=1)
+        self.ward[i, :] = self.delta[i, :] = np.inf
+        self.ward[:, i] = self.delta[:, i] = np.inf
+        w = self.area[i] * self.area[nbrs] / (self.area[i] + self.area[nbrs]) * d2
+        self.ward[i, nbrs] = self.ward[nbrs, i] = w
+        self.delta[i, nbrs] = self.delta[nbrs, i] = np.sqrt(d2)
+
+    def next_pair(
+        self, *, min_regions: int, max_regions: int, merge_delta_e: float, min_pixels: float
+    ) -> tuple[int, int] | None:
+        """The pair to merge next by :func:`merge_regions`'s rules, or None to stop."""
+        small = np.flatnonzero(self.active & (self.area < min_pixels))
+        if len(small):
+            i = int(small[np.argmin(self.area[small])])
+            if not np.isfinite(self.delta[i]).any():
+                return None  # an isolated speck (cannot happen on a connected label map)
+            return i, int(np.argmin(self.delta[i]))
+        if self.count > max_regions:
+            i, j = np.unravel_index(int(np.argmin(self.ward)), self.ward.shape)
+            return int(i), int(j)
+        # down to min_regions, neighbours closer than merge_delta_e; below it, only
+        # neighbours of the same paint (a flat painting should not be split at random)
+        limit = merge_delta_e if self.count > min_regions else min(merge_delta_e, SAME_PAINT_DELTA_E)
+        i, j = np.unravel_index(int(np.argmin(self.delta)), self.delta.shape)
+        return (int(i), int(j)) if self.delta[i, j] < limit else None
+
+    def merge(self, i: int, j: int) -> None:
+        """The higher-numbered region joins the lower one."""
+        i, j = min(i, j), max(i, j)
+        self.sums[i] += self.sums[j]
+        self.area[i] += self.area[j]
+        self.mean[i] = self.sums[i] / self.area[i]
+        self.adjacency[i] |= self.adjacency[j]
+        self.adjacency[:, i] = self.adjacency[i]
+        self.adjacency[i, i] = False
+        self.adjacency[j, :] = self.adjacency[:, j] = False
+        self.active[j] = False
+        self.ward[j, :] = self.ward[:, j] = self.delta[j, :] = self.delta[:, j] = np.inf
+        self.owner[self.owner == j] = i
+        self._update(i)
+        self.count -= 1
+
+    def regions_in_raster_order(self) -> np.ndarray:
+        """Each label's region, regions numbered by first appearance in raster order."""
+        n = len(self.owner)
+        uniq, first_index = np.unique(self.flat, return_index=True)
+        order_keys = np.full(n, np.iinfo(np.int64).max)
+        np.minimum.at(order_keys, self.owner[uniq], first_index)
+        roots = np.unique(self.owner[uniq])
+        roots = roots[np.argsort(order_keys[roots], kind="stable")]
+        renumber = np.zeros(n, dtype=np.int64)
+        renumber[roots] = np.arange(len(roots))
+        return renumber[self.owner]
+
+
 def merge_regions(
     labels: np.ndarray,
     lab: np.ndarray,
@@ -227,79 +313,15 @@ def merge_regions(
        ``min_regions`` only pairs under :data:`SAME_PAINT_DELTA_E`.
     Regions are numbered by first appearance in raster order, so the result is deterministic.
     """
-    flat = labels.ravel()
-    area = np.bincount(flat, minlength=n).astype(np.float64)
-    sums = np.stack(
-        [np.bincount(flat, weights=lab[..., c].ravel(), minlength=n) for c in range(3)], axis=1
-    )
-    present = area > 0
-    mean = np.zeros((n, 3))
-    mean[present] = sums[present] / area[present, None]
-
-    adjacency = np.zeros((n, n), dtype=bool)
-    for a, b in ((labels[:, :-1], labels[:, 1:]), (labels[:-1, :], labels[1:, :])):
-        differ = a != b
-        adjacency[a[differ], b[differ]] = True
-    adjacency |= adjacency.T
-
-    active = present.copy()
-    owner = np.arange(n)
-    ward = np.full((n, n), np.inf)
-    delta = np.full((n, n), np.inf)
-
-    def update(i: int) -> None:
-        nbrs = np.flatnonzero(adjacency[i] & active)
-        d2 = ((mean[nbrs] - mean[i]) ** 2).sum(axis=1)
-        ward[i, :] = delta[i, :] = np.inf
-        ward[:, i] = delta[:, i] = np.inf
-        w = area[i] * area[nbrs] / (area[i] + area[nbrs]) * d2
-        ward[i, nbrs] = ward[nbrs, i] = w
-        delta[i, nbrs] = delta[nbrs, i] = np.sqrt(d2)
-
-    for i in np.flatnonzero(active):
-        update(i)
-
-    count = int(active.sum())
-    while count > 1:
-        small = np.flatnonzero(active & (area < min_pixels))
-        if len(small):
-            i = int(small[np.argmin(area[small])])
-            if not np.isfinite(delta[i]).any():
-                break  # an isolated speck (cannot happen on a connected label map)
-            j = int(np.argmin(delta[i]))
-        elif count > max_regions:
-            i, j = np.unravel_index(int(np.argmin(ward)), ward.shape)
-        else:
-            # down to min_regions, neighbours closer than merge_delta_e; below it, only
-            # neighbours of the same paint (a flat painting should not be split at random)
-            limit = merge_delta_e if count > min_regions else min(merge_delta_e, SAME_PAINT_DELTA_E)
-            i, j = np.unravel_index(int(np.argmin(delta)), delta.shape)
-            if not delta[i, j] < limit:
-                break
-        i, j = int(min(i, j)), int(max(i, j))
-        # j joins i
-        sums[i] += sums[j]
-        area[i] += area[j]
-        mean[i] = sums[i] / area[i]
-        adjacency[i] |= adjacency[j]
-        adjacency[:, i] = adjacency[i]
-        adjacency[i, i] = False
-        adjacency[j, :] = adjacency[:, j] = False
-        active[j] = False
-        ward[j, :] = ward[:, j] = delta[j, :] = delta[:, j] = np.inf
-        owner[owner == j] = i
-        update(i)
-        count -= 1
-
-    # number regions by first appearance in raster order
-    uniq, first_index = np.unique(flat, return_index=True)
-    order_keys = np.full(n, np.iinfo(np.int64).max)
-    np.minimum.at(order_keys, owner[uniq], first_index)
-    roots = np.unique(owner[uniq])
-    roots = roots[np.argsort(order_keys[roots], kind="stable")]
-    renumber = np.zeros(n, dtype=np.int64)
-    renumber[roots] = np.arange(len(roots))
-    return renumber[owner]
+    graph = _RegionGraph(labels, lab, n)
+    while graph.count > 1:
+        pair = graph.next_pair(
+            min_regions=min_regions, max_regions=max_regions, merge_delta_e=merge_delta_e, min_pixels=min_pixels
+        )
+        if pair is None:
+            break
+        graph.merge(*pair)
+    return graph.regions_in_raster_order()
 
 
 def _intersect(superpixels: np.ndarray, regions: np.ndarray, source: str) -> Segmentation:

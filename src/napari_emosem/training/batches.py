@@ -83,7 +83,9 @@ def collate(
     frozen = model.config.encoder.frozen
     embeddings = torch.stack([embeddings_for(pf) for pf in order]) if frozen else None
     images = None if frozen else torch.stack([pf.image for pf in order])
-    texts = [pair.explanations[rng.integers(len(pair.explanations))] if pair.explanations else None for _, pair in items]
+    texts = [
+        pair.explanations[rng.integers(len(pair.explanations))] if pair.explanations else None for _, pair in items
+    ]
     points = None
     if clicks:
         sampled = [

@@ -64,53 +64,19 @@ def from_datasets(roots: Sequence[str | os.PathLike], *, include_unreviewed: boo
         raise TrainingError("no dataset given: pass at least one --data DATASET folder")
     paintings: list[TrainingPainting] = []
     summaries, hashes = [], []
-    skipped = {"no_stimulus": 0, "text_only": 0, "unreviewed": 0}
-    targets = {"adjudicated": 0, "consensus": 0}
-    unreviewed_used = 0
+    counts = _Counts()
     for root in roots:
         ds = StimulusDataset.open(root)
-        by_painting: dict[int, TrainingPainting] = {}
-        for pair in ds.every_pair():
-            found = _target_of(pair, include_unreviewed)
-            if isinstance(found, str):
-                skipped[found] += 1
-                continue
-            target, kind, explanations = found
-            unreviewed_used += kind == "draft"
-            if kind in targets:
-                targets[kind] += 1
-            painting = pair.painting
-            tp = by_painting.get(painting.id)
-            if tp is None:
-                tp = by_painting[painting.id] = TrainingPainting(
-                    key=f"{Path(ds.root).name}/{painting.file_name}",
-                    load=_loader(ds, painting.file_name),
-                    pairs=[],
-                )
-            tp.pairs.append(TrainingPair(pair.emotion, target, [e for e in explanations if e.strip()]))
-        paintings.extend(by_painting.values())
+        paintings.extend(_paintings_of(ds, include_unreviewed, counts))
         summary = ds.summary()
-        summaries.append({"root": str(Path(ds.root).resolve()), "paintings": summary["paintings"], "pairs": summary["pairs"]})
+        summaries.append(
+            {"root": str(Path(ds.root).resolve()), "paintings": summary["paintings"], "pairs": summary["pairs"]}
+        )
         hashes.append(ds.content_hash())
     n_pairs = sum(len(p.pairs) for p in paintings)
-    where = ", ".join(str(r) for r in roots)
+    skipped, targets, unreviewed_used = counts.skipped, counts.targets, counts.unreviewed_used
     if n_pairs == 0:
-        if skipped["unreviewed"]:
-            raise TrainingError(
-                f"{where} has no reviewed pair to learn from, only {skipped['unreviewed']} unreviewed model "
-                f"draft{'s' if skipped['unreviewed'] != 1 else ''}: review them first (accept or edit each "
-                "emotion in the annotator, `emosem view DATASET`, then Export), or train on the drafts as "
-                "they are with --include-unreviewed"
-            )
-        if skipped["no_stimulus"]:
-            raise TrainingError(
-                f"{where} holds only 'no stimulus' records ({skipped['no_stimulus']}); the model learns "
-                "from stimulus masks: annotate at least one painting's stimulus, then train"
-            )
-        raise TrainingError(
-            f"{where} has no (painting, emotion) pair with a stimulus mask to learn from; propose, "
-            "correct and export some paintings first"
-        )
+        _refuse_empty(", ".join(str(r) for r in roots), skipped)
     # which datasets, in which state (every record of every annotator: a changed vote changes the
     # consensus); and whether the run learns from drafts that are in them
     content = "\n".join(sorted(hashes)) + ("\nwith unreviewed drafts" if unreviewed_used else "")
@@ -129,6 +95,59 @@ def from_datasets(roots: Sequence[str | os.PathLike], *, include_unreviewed: boo
             "targets": targets,
         },
         data_hash=digest,
+    )
+
+
+@dataclass
+class _Counts:
+    """What :func:`from_datasets` used and left out, over all its datasets."""
+
+    skipped: dict[str, int] = field(default_factory=lambda: {"no_stimulus": 0, "text_only": 0, "unreviewed": 0})
+    targets: dict[str, int] = field(default_factory=lambda: {"adjudicated": 0, "consensus": 0})
+    unreviewed_used: int = 0
+
+
+def _paintings_of(ds, include_unreviewed: bool, counts: _Counts) -> list[TrainingPainting]:
+    """One dataset's paintings with the pairs to learn from; counts what was used and skipped."""
+    by_painting: dict[int, TrainingPainting] = {}
+    for pair in ds.every_pair():
+        found = _target_of(pair, include_unreviewed)
+        if isinstance(found, str):
+            counts.skipped[found] += 1
+            continue
+        target, kind, explanations = found
+        counts.unreviewed_used += kind == "draft"
+        if kind in counts.targets:
+            counts.targets[kind] += 1
+        painting = pair.painting
+        tp = by_painting.get(painting.id)
+        if tp is None:
+            tp = by_painting[painting.id] = TrainingPainting(
+                key=f"{Path(ds.root).name}/{painting.file_name}",
+                load=_loader(ds, painting.file_name),
+                pairs=[],
+            )
+        tp.pairs.append(TrainingPair(pair.emotion, target, [e for e in explanations if e.strip()]))
+    return list(by_painting.values())
+
+
+def _refuse_empty(where: str, skipped: dict[str, int]) -> None:
+    """Nothing to learn from: say why, and what to do."""
+    if skipped["unreviewed"]:
+        raise TrainingError(
+            f"{where} has no reviewed pair to learn from, only {skipped['unreviewed']} unreviewed model "
+            f"draft{'s' if skipped['unreviewed'] != 1 else ''}: review them first (accept or edit each "
+            "emotion in the annotator, `emosem view DATASET`, then Export), or train on the drafts as "
+            "they are with --include-unreviewed"
+        )
+    if skipped["no_stimulus"]:
+        raise TrainingError(
+            f"{where} holds only 'no stimulus' records ({skipped['no_stimulus']}); the model learns "
+            "from stimulus masks: annotate at least one painting's stimulus, then train"
+        )
+    raise TrainingError(
+        f"{where} has no (painting, emotion) pair with a stimulus mask to learn from; propose, "
+        "correct and export some paintings first"
     )
 
 

@@ -47,7 +47,9 @@ class PaintingFeatures:
             return self.embedding
         cached = cache.get(encoder_key, self.digest)
         if cached is None:
-            raise RuntimeError(f"embedding of {self.key} left the cache during training; enlarge EMOSEM_EMBEDDING_CACHE_MB")
+            raise RuntimeError(
+                f"embedding of {self.key} left the cache during training; enlarge EMOSEM_EMBEDDING_CACHE_MB"
+            )
         return cached.embedding
 
 

@@ -141,7 +141,9 @@ def check_resumable(run_dir: Path | None, data: TrainingData, config: TrainConfi
     """Raise :class:`TrainingError` unless ``run_dir`` holds a finished epoch of the same run:
     the same data, seed and batch size, and an undamaged state."""
     if run_dir is None or not has_state(run_dir):
-        raise TrainingError(f"nothing to resume in {run_dir}: no finished epoch was saved there; drop --resume to start")
+        raise TrainingError(
+            f"nothing to resume in {run_dir}: no finished epoch was saved there; drop --resume to start"
+        )
     info = read_state_info(run_dir)
     if info["data_hash"] != data.data_hash:
         raise TrainingError(
@@ -160,6 +162,20 @@ def lr_at(step: int, total: int, base: float, warmup_fraction: float) -> float:
         return base * (step + 1) / warm
     progress = min(1.0, (step - warm) / max(1, total - warm))
     return base * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+@dataclass
+class _Optimisation:
+    """What every training step of a run needs."""
+
+    items: list  # (painting features, pair); the batches index into it
+    groups: list[int]  # each item's painting, for epoch_batches
+    key: str  # the encoder's embedding-cache key
+    net: torch.nn.Module  # the model, or its DistributedDataParallel wrapper
+    optimizer: torch.optim.Optimizer
+    params: list
+    lr: float
+    total_steps: int
 
 
 class Trainer:
@@ -206,27 +222,59 @@ class Trainer:
         cfg, model = self.config, self.model
         train_paintings, val_paintings = split_by_painting(self.data, cfg.val_fraction, cfg.seed)
         if not val_paintings:
-            yield self._event(
-                "message",
-                message="only one painting: no validation possible; training on it without validation "
-                "(no early stopping, the last epoch is kept)"
-                if len(self.data.paintings) == 1
-                else "validation is off (--val-fraction 0): no early stopping, the last epoch is kept",
-            )
+            yield self._event("message", message=self._without_validation())
         key = encoder_key(model, self.identity)
         groups = [g for g, p in enumerate(train_paintings) for _ in p.pairs]
-        dist = self.dist
-        steps_per_epoch = len(epoch_batches(groups, cfg.batch_size, np.random.default_rng(0), dist.rank, dist.world_size))
+        steps_per_epoch = len(
+            epoch_batches(groups, cfg.batch_size, np.random.default_rng(0), self.dist.rank, self.dist.world_size)
+        )
+        val_units = self._plan_progress(train_paintings, val_paintings, steps_per_epoch)
+        train = yield from self._prepare(train_paintings, key, "training")
+        val = yield from self._prepare(val_paintings, key, "validation")
+        run = self._optimisation(train, groups, key, steps_per_epoch)
+
+        info = {"epoch": 0, "global_step": 0, "best": None, "bad_epochs": 0, "history": [], "before": None}
+        if self.resume:
+            info = self._restore(run.optimizer)
+            self._done += val_units + info["epoch"] * (steps_per_epoch + val_units)
+            yield self._event("message", message=f"resuming after epoch {info['epoch']} of {cfg.epochs}")
+        if info["before"] is None:
+            info["before"] = yield from self._validate(val, 0)
+        stopped_early = False
+        for epoch in range(info["epoch"] + 1, cfg.epochs + 1):
+            epoch_losses = yield from self._train_epoch(run, epoch, info)
+            metrics = yield from self._validate(val, epoch)
+            self._end_epoch(run.optimizer, info, epoch, epoch_losses, metrics)
+            yield self._event("epoch", epoch, losses=epoch_losses, metrics=metrics)
+            if val and cfg.patience and info["bad_epochs"] >= cfg.patience:
+                stopped_early = True
+                why = f"stopping early: no better validation mIoU for {cfg.patience} epochs"
+                yield self._event("message", epoch, message=why)
+                break
+        yield self._event("done", info["epoch"], metrics={"result": self._result(info, stopped_early)})
+
+    def _without_validation(self) -> str:
+        if len(self.data.paintings) == 1:
+            return (
+                "only one painting: no validation possible; training on it without validation "
+                "(no early stopping, the last epoch is kept)"
+            )
+        return "validation is off (--val-fraction 0): no early stopping, the last epoch is kept"
+
+    def _plan_progress(self, train_paintings, val_paintings, steps_per_epoch: int) -> int:
+        """Set the progress total (preparing, validation before training, every epoch's steps and
+        validation); returns the units of one validation."""
+        cfg = self.config
         drafts = cfg.validate_explanations and any(pair.explanations for p in val_paintings for pair in p.pairs)
         val_units = len(val_paintings) + (1 if drafts else 0)  # the caption metrics count as one
         self._total = len(train_paintings) + len(val_paintings) + val_units + cfg.epochs * (steps_per_epoch + val_units)
-        train = yield from self._prepare(train_paintings, key, "training")
-        val = yield from self._prepare(val_paintings, key, "validation")
-        items = [(pf, pair) for pf in train for pair in pf.pairs]
+        return val_units
+
+    def _optimisation(self, train, groups: list[int], key: str, steps_per_epoch: int) -> _Optimisation:
+        cfg, model = self.config, self.model
         lr = cfg.learning_rate(model)
         params = [p for p in model.parameters() if p.requires_grad]
         optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=cfg.weight_decay)
-        total_steps = steps_per_epoch * cfg.epochs
         net = model
         if self.dist.enabled:
             from torch.nn.parallel import DistributedDataParallel
@@ -236,83 +284,83 @@ class Trainer:
                 device_ids=[self.device] if self.device.startswith("cuda") else None,
                 find_unused_parameters=True,  # SAM's 3 unused multimask heads, clicks only sometimes
             )
+        items = [(pf, pair) for pf in train for pair in pf.pairs]
+        return _Optimisation(items, groups, key, net, optimizer, params, lr, steps_per_epoch * cfg.epochs)
 
-        info = {"epoch": 0, "global_step": 0, "best": None, "bad_epochs": 0, "history": [], "before": None}
-        if self.resume:
-            info = self._restore(optimizer)
-            self._done += val_units + info["epoch"] * (steps_per_epoch + val_units)
-            yield self._event("message", message=f"resuming after epoch {info['epoch']} of {cfg.epochs}")
-        if info["before"] is None:
-            info["before"] = yield from self._validate(val, 0)
-        stopped_early = False
-        for epoch in range(info["epoch"] + 1, cfg.epochs + 1):
-            torch.manual_seed(cfg.seed * 1_000_003 + epoch)  # dropout; same on every process
-            # one stream shared by all processes (batch order, click batches), one per process
-            # (which explanation, where the clicks fall): they must not drift apart
-            shared = np.random.default_rng([cfg.seed, epoch])
-            local = np.random.default_rng([cfg.seed, epoch, self.dist.rank])
-            model.train()
-            sums: dict[str, float] = {}
-            batches = epoch_batches(groups, cfg.batch_size, shared, self.dist.rank, self.dist.world_size)
-            click_steps = shared.random(len(batches)) < cfg.click_fraction
-            for step, indices in enumerate(batches, 1):
-                chosen = [items[i] for i in indices]
-                batch = collate(
-                    model,
-                    chosen,
-                    local,
-                    embeddings_for=lambda pf: pf.get_embedding(self.cache, key),
-                    clicks=bool(click_steps[step - 1]),
-                ).to(self.device)
-                for group in optimizer.param_groups:
-                    group["lr"] = lr_at(info["global_step"], total_steps, lr, cfg.warmup_fraction)
-                losses = net(batch)
-                optimizer.zero_grad(set_to_none=True)
-                losses["loss"].backward()
-                if cfg.grad_clip:
-                    torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
-                optimizer.step()
-                info["global_step"] += 1
-                for name, value in losses.items():
-                    sums[name] = sums.get(name, 0.0) + float(value.detach())
-                self._done += 1
-                yield self._event(
-                    "train", epoch, step, len(batches),
-                    losses={k: v / step for k, v in sums.items()},
-                    paintings=tuple(dict.fromkeys(pf.key for pf, _ in chosen)),
-                )
-            epoch_losses = {k: v / len(batches) for k, v in sums.items()}
-            metrics = yield from self._validate(val, epoch)
-            record = {"epoch": epoch, "losses": epoch_losses, "val": metrics}
-            info["history"].append(record)
-            if self._improved(metrics, info["best"]):
-                info["best"] = {"epoch": epoch, "val": metrics}
-                info["bad_epochs"] = 0
-                self._save_best(metrics, info)
-            else:
-                info["bad_epochs"] += 1
-            info["epoch"] = epoch
-            if self.dist.is_main and self.run_dir is not None:
-                save_state(self.run_dir, model, optimizer, dict(info, data_hash=self.data.data_hash, config=asdict(cfg)))
-                with open(self.run_dir / LOG, "a", encoding="utf-8") as log:
-                    log.write(json.dumps(record) + "\n")
-            distributed.barrier(self.dist)
-            yield self._event("epoch", epoch, losses=epoch_losses, metrics=metrics)
-            if val and cfg.patience and info["bad_epochs"] >= cfg.patience:
-                stopped_early = True
-                why = f"stopping early: no better validation mIoU for {cfg.patience} epochs"
-                yield self._event("message", epoch, message=why)
-                break
+    def _train_epoch(self, run: _Optimisation, epoch: int, info: dict) -> Iterator[TrainEvent]:
+        """One epoch's steps; yields a "train" event per step, returns the epoch's mean losses."""
+        cfg, model = self.config, self.model
+        torch.manual_seed(cfg.seed * 1_000_003 + epoch)  # dropout; same on every process
+        # one stream shared by all processes (batch order, click batches), one per process
+        # (which explanation, where the clicks fall): they must not drift apart
+        shared = np.random.default_rng([cfg.seed, epoch])
+        local = np.random.default_rng([cfg.seed, epoch, self.dist.rank])
+        model.train()
+        sums: dict[str, float] = {}
+        batches = epoch_batches(run.groups, cfg.batch_size, shared, self.dist.rank, self.dist.world_size)
+        click_steps = shared.random(len(batches)) < cfg.click_fraction
+        for step, indices in enumerate(batches, 1):
+            chosen = [run.items[i] for i in indices]
+            batch = collate(
+                model,
+                chosen,
+                local,
+                embeddings_for=lambda pf: pf.get_embedding(self.cache, run.key),
+                clicks=bool(click_steps[step - 1]),
+            ).to(self.device)
+            for group in run.optimizer.param_groups:
+                group["lr"] = lr_at(info["global_step"], run.total_steps, run.lr, cfg.warmup_fraction)
+            losses = run.net(batch)
+            run.optimizer.zero_grad(set_to_none=True)
+            losses["loss"].backward()
+            if cfg.grad_clip:
+                torch.nn.utils.clip_grad_norm_(run.params, cfg.grad_clip)
+            run.optimizer.step()
+            info["global_step"] += 1
+            for name, value in losses.items():
+                sums[name] = sums.get(name, 0.0) + float(value.detach())
+            self._done += 1
+            yield self._event(
+                "train", epoch, step, len(batches),
+                losses={k: v / step for k, v in sums.items()},
+                paintings=tuple(dict.fromkeys(pf.key for pf, _ in chosen)),
+            )  # fmt: skip
+        return {k: v / len(batches) for k, v in sums.items()}
+
+    def _end_epoch(self, optimizer, info: dict, epoch: int, epoch_losses: dict, metrics: dict) -> None:
+        """Record the epoch, keep the best checkpoint, write the resumable state and the log."""
+        record = {"epoch": epoch, "losses": epoch_losses, "val": metrics}
+        info["history"].append(record)
+        if self._improved(metrics, info["best"]):
+            info["best"] = {"epoch": epoch, "val": metrics}
+            info["bad_epochs"] = 0
+            self._save_best(metrics, info)
+        else:
+            info["bad_epochs"] += 1
+        info["epoch"] = epoch
+        if self.dist.is_main and self.run_dir is not None:
+            state = dict(info, data_hash=self.data.data_hash, config=asdict(self.config))
+            save_state(self.run_dir, self.model, optimizer, state)
+            with open(self.run_dir / LOG, "a", encoding="utf-8") as log:
+                log.write(json.dumps(record) + "\n")
+        distributed.barrier(self.dist)
+
+    def _result(self, info: dict, stopped_early: bool) -> TrainResult:
         best = info["best"] or {"val": {}}
         checkpoint = None
         if self.run_dir is not None and (self.run_dir / BEST).is_dir():
             from ..checkpoint import read_checkpoint
 
             checkpoint = read_checkpoint(self.run_dir / BEST)
-        result = TrainResult(
-            checkpoint, info["before"] or {}, best["val"], info["history"], info["epoch"], stopped_early, dict(self.data.summary)
+        return TrainResult(
+            checkpoint,
+            info["before"] or {},
+            best["val"],
+            info["history"],
+            info["epoch"],
+            stopped_early,
+            dict(self.data.summary),
         )
-        yield self._event("done", info["epoch"], metrics={"result": result})
 
     # ------------------------------------------------------------------------------------------
     def _prepare(self, paintings, key, what) -> Iterator[TrainEvent]:
@@ -323,7 +371,9 @@ class Trainer:
         if frozen and self.dist.enabled:
             # each process encodes its share into the shared disk cache, then all read it
             mine = paintings[self.dist.rank :: self.dist.world_size]
-            for done, total, _ in prepare(self.model, mine, encoder_key=key, cache=self.cache, device=self.device, encode=False):
+            for done, total, _ in prepare(
+                self.model, mine, encoder_key=key, cache=self.cache, device=self.device, encode=False
+            ):
                 yield self._event("prepare", step=done, steps=total, message=f"encoding {what} paintings")
             distributed.barrier(self.dist)
         budget = 1.5 * 1024**3
@@ -331,11 +381,19 @@ class Trainer:
         keep = len(paintings) * per <= budget
         out: list[PaintingFeatures] = []
         for done, total, features in prepare(
-            self.model, paintings, encoder_key=key, cache=self.cache, device=self.device, encode=True, keep_in_memory=keep
+            self.model,
+            paintings,
+            encoder_key=key,
+            cache=self.cache,
+            device=self.device,
+            encode=True,
+            keep_in_memory=keep,
         ):
             out.append(features)
             self._done += 1
-            yield self._event("prepare", step=done, steps=total, message=f"preparing {what} paintings", paintings=(features.key,))
+            yield self._event(
+                "prepare", step=done, steps=total, message=f"preparing {what} paintings", paintings=(features.key,)
+            )
         return out
 
     def _restore(self, optimizer) -> dict:
