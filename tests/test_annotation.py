@@ -320,3 +320,33 @@ def test_starter_proposals_round_trip_through_a_dataset(tmp_path):
         assert record.source == "model:starter"
         assert np.array_equal(record.mask, s[record.emotion].mask)
         assert record.explanation == s[record.emotion].explanation
+
+
+def test_active_time_adds_to_what_earlier_visits_stored_and_other_fields_stay(tmp_path):
+    root = tmp_path / "dataset"
+    dataset = StimulusDataset.open(root, create=True)
+    image = painting()
+    mask = box(image.shape[:2], 5, 20, 5, 20)
+    earlier = Stimulus("fear", mask, ["dark"], annotation_seconds=12.0, extra={"artemis_id": 7})
+    dataset.write_painting(image, "p.png", [earlier], metadata={"annotation_seconds": 40.0, "artist": "x"})
+    stored = dataset.painting("p.png")
+    session = AnnotationSession.from_stimuli(
+        dataset.image(stored), dataset.stimuli(stored), file_name="p.png", metadata=dict(stored.metadata),
+        autosave_dir=False,
+    )  # fmt: skip
+    assert session["fear"].seconds == 12.0 and session["fear"].extra == {"artemis_id": 7}
+    session.accept("fear")
+    session.set_active_time(30.0, {"fear": 8.0, "awe": 3.0})  # awe: looked at, not annotated
+    assert session.unsaved_seconds == 30.0
+    session.export(dataset)  # the dataset already open: nothing read again
+    record = dataset.stimulus("p.png", "fear")
+    assert record.annotation_seconds == 20.0 and record.extra == {"artemis_id": 7}
+    assert dataset.painting("p.png").metadata == {"annotation_seconds": 70.0, "artist": "x"}
+    assert session.unsaved_seconds == 0.0
+    session.set_active_time(45.0, {"fear": 20.0})  # the same visit, later: not counted twice
+    session.export(dataset)
+    assert StimulusDataset.open(root).stimulus("p.png", "fear").annotation_seconds == 32.0
+    assert StimulusDataset.open(root).painting("p.png").metadata["annotation_seconds"] == 85.0
+    # the autosave keeps the stored time and the other fields too
+    state = session["fear"].to_state()
+    assert state["seconds"] == 12.0 and state["extra"] == {"artemis_id": 7}

@@ -18,6 +18,7 @@ from napari_emosem._layers import (
 from napari_emosem._reader import get_reader, read_dataset
 from napari_emosem._writer import dataset_folder_for, write_dataset
 from napari_emosem.annotation import HUMAN, AnnotationSession, EmotionAnnotation, Status
+from napari_emosem.campaign import CampaignSettings, skip_painting, write_settings
 from napari_emosem.data import Stimulus, StimulusDataset
 from napari_emosem.errors import DatasetError, EmoSEMError
 from napari_emosem.image_io import load_image
@@ -132,7 +133,9 @@ def test_get_reader_claims_datasets_only(dataset, tmp_path):
     assert get_reader([str(dataset), str(dataset)]) is None
 
 
-def test_read_dataset_gives_the_latest_painting_with_its_layers(dataset):
+def test_read_dataset_gives_the_first_painting_not_done_with_its_layers(dataset):
+    # the campaign asks for sadness only: Madame in Blue has it (done), the boy does not
+    write_settings(dataset, CampaignSettings(emotions=("sadness",)))
     layers = get_reader(str(dataset / "annotations.json"))(str(dataset / "annotations.json"))
     (image, image_meta, kind), *labels = layers
     assert kind == "image" and image_meta["name"] == "boy-in-a-red-vest-1888" and image_meta["rgb"]
@@ -156,6 +159,17 @@ def test_read_dataset_gives_the_latest_painting_with_its_layers(dataset):
     assert not fear_data.any() and fear_meta["metadata"][METADATA_KEY]["status"] == Status.NO_STIMULUS.value
 
 
+def test_read_dataset_without_a_painting_to_do_gives_the_latest(dataset):
+    write_settings(dataset, CampaignSettings(emotions=("fear", "sadness")))
+    ds = StimulusDataset.open(dataset)
+    fear = Stimulus("fear", no_stimulus=True, modified="2099-01-01T00:00:00+00:00")  # the latest record
+    ds.write_painting(MADAME, MADAME.name, [*ds.stimuli(MADAME.name), fear])
+    assert read_dataset(dataset)[0][1]["name"] == "boy-in-a-red-vest-1888"  # in progress: still to do
+    skip_painting(ds, BOY.name, "blurred")
+    # nothing left to do (one done, one skipped): the painting annotated last
+    assert read_dataset(dataset)[0][1]["name"] == "madame-cezanne-in-blue-1890"
+
+
 def test_read_a_chosen_painting_and_clear_errors(dataset, tmp_path):
     layers = read_dataset(dataset, MADAME.name)
     assert layers[0][1]["name"] == "madame-cezanne-in-blue-1890"
@@ -171,7 +185,7 @@ def test_read_a_chosen_painting_and_clear_errors(dataset, tmp_path):
 
 
 def test_writer_round_trip(dataset, tmp_path):
-    layers = read_dataset(dataset)
+    layers = read_dataset(dataset, BOY.name)
     # the annotator paints more of the excitement stimulus, as napari's brush would
     changed = []
     for data, meta, kind in layers:
@@ -219,6 +233,7 @@ def test_writer_paths_and_errors(tmp_path):
 
 @pytest.mark.gui
 def test_napari_opens_and_saves_through_the_plugin(make_napari_viewer, dataset, tmp_path):
+    write_settings(dataset, CampaignSettings(emotions=("sadness",)))  # Madame in Blue is done: the boy is next
     viewer = make_napari_viewer()
     viewer.open(str(dataset), plugin="napari-emosem")
     names = [layer.name for layer in viewer.layers]

@@ -399,6 +399,8 @@ def test_open_a_painting_from_the_dataset(annotator, tmp_path):
     assert image.name == BOY.stem and widget.session["fear"].explanation == f"fear in {BOY.stem}"
     assert widget.session.emotions() == ("fear",) and not widget.session.dirty
     assert widget.open_from_dataset(PAINTER.name).name == PAINTER.stem
-    assert widget.open_from_dataset(BOY.name) is image  # already open: selected, not opened twice
+    # a campaign's paintings share its Image layer (the navigator opened the dataset as one)
+    assert [layer.name for layer in viewer.layers if layer.name.endswith(("1888", "1875"))] == [PAINTER.stem]
+    assert widget.open_from_dataset(BOY.name) is image  # one layer, not opened twice
     assert widget.session["fear"].explanation == f"fear in {BOY.stem}"
     assert widget.open_from_dataset("nope.jpg") is None and "no painting 'nope.jpg'" in widget.last_error

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import numpy as np
 import pytest
 
 from napari_emosem._layers import METADATA_KEY, SPARE_NAME
+from napari_emosem._qt.jobs import Done, Job, JobRunner, Step
 from napari_emosem._qt.settings import Settings
 from napari_emosem._widget import EmoSEMAnnotator
 from napari_emosem.emotions import EMOTIONS
@@ -182,3 +184,54 @@ def test_proposed_masks_fill_spare_layers_made_ahead(annotator, qtbot):
         assert layer.metadata[METADATA_KEY]["painting"] == session.digest
         assert viewer.layers.index(layer) > viewer.layers.index(second)  # drawn over the painting
     assert not any(layer.name.startswith(SPARE_NAME) for layer in viewer.layers)
+
+
+class Ticking(Job):
+    """A job of ``n`` steps of ``seconds`` each, noting when each step ran (worker thread)."""
+
+    def __init__(self, name: str, n: int, seconds: float, ticks: list, *, background: bool = False):
+        super().__init__()
+        self.name, self.n, self.seconds, self.ticks, self.background = name, n, seconds, ticks, background
+        self.steps = None if background else n
+
+    def work(self):
+        for i in range(self.n):
+            time.sleep(self.seconds)
+            self.ticks.append((self.name, time.perf_counter()))
+            yield Step(f"{self.name} {i}")
+        return Done(self.name, "", "", 0.0)
+
+
+def test_the_annotators_job_pauses_a_background_one(qtbot):
+    """A background job (prefetch, re-propose) stops between two steps while the annotator's own
+    job runs, goes on after it, and never makes the annotator busy."""
+    runner = JobRunner()
+    ticks: list = []
+    finished: list = []
+    runner.events.finished.connect(lambda job: finished.append(job.name))
+    background = runner.start(Ticking("background", 40, 0.02, ticks, background=True))
+    qtbot.waitUntil(lambda: len(ticks) >= 3, timeout=10_000)
+    assert not runner.busy and not runner.idle
+    mine = Ticking("mine", 5, 0.03, ticks)
+    runner.start(mine)
+    assert runner.busy  # waiting for the background job to pause counts as busy
+    qtbot.waitUntil(lambda: "mine" in finished, timeout=10_000)
+    qtbot.waitUntil(lambda: "background" in finished, timeout=20_000)
+    names = [name for name, _ in ticks]
+    first, last = names.index("mine"), len(names) - 1 - names[::-1].index("mine")
+    assert names[first : last + 1] == ["mine"] * 5  # nothing of the background job meanwhile
+    assert names.count("background") == 40 and names[-1] == "background"  # it went on to the end
+    assert not background.cancelled and runner.idle
+
+
+def test_cancelling_a_paused_background_job(qtbot):
+    runner = JobRunner()
+    ticks: list = []
+    background = runner.start(Ticking("background", 100, 0.02, ticks, background=True))
+    qtbot.waitUntil(lambda: len(ticks) >= 2, timeout=10_000)
+    mine = runner.start(Ticking("mine", 20, 0.02, ticks))
+    qtbot.waitUntil(lambda: any(name == "mine" for name, _ in ticks), timeout=10_000)
+    assert runner.cancel(background)  # paused: it wakes to stop
+    qtbot.waitUntil(lambda: not background.running and not mine.running, timeout=20_000)
+    assert background.cancelled and not mine.cancelled
+    assert sum(name == "background" for name, _ in ticks) < 100 and runner.idle

@@ -2,9 +2,11 @@
 
 One painting at a time: the Image layer, then one Labels layer per annotated emotion, named
 "<emotion> stimulus", whose ``metadata["emosem"]`` carries the explanation and provenance (the
-annotator widget shows and edits them). A dataset holds many paintings; the reader opens the one
-annotated most recently (the annotator's Dataset "Open…", ``emosem view --painting`` and
-``read_dataset(root, painting=...)`` choose another).
+annotator widget shows and edits them). A dataset is a campaign of many paintings: the reader
+opens the first one that is neither done nor skipped
+(:meth:`napari_emosem.campaign.CampaignProgress.first_open`; when all are, the one annotated
+last), and the annotator's navigator lists the others (its Dataset "Open…", ``emosem view
+--painting`` and ``read_dataset(root, painting=...)`` choose another).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import numpy as np
 
 from ._layers import image_metadata, mask_to_labels, stimulus_layer_kwargs
 from .annotation import annotation_from_stimulus, passthrough_record
+from .campaign import campaign_progress
 from .data import StimulusDataset
 from .data.records import parse_time
 from .data.store import ANNOTATIONS
@@ -48,11 +51,14 @@ def get_reader(path):
 
 
 def read_dataset(root: str | os.PathLike, painting: str | int | None = None) -> list[tuple[Any, dict, str]]:
-    """Layer data for one painting of the dataset at ``root`` (default: the latest annotated)."""
+    """Layer data for one painting of the dataset at ``root`` (default: the first not done)."""
     dataset = StimulusDataset.open(root)
     if not dataset.paintings:
-        raise DatasetError(f"{dataset.root} holds no paintings yet; export one from the EmoSEM annotator first")
-    chosen = dataset.painting(painting) if painting is not None else _latest(dataset)
+        raise DatasetError(
+            f"{dataset.root} holds no paintings yet; add some with `emosem add {dataset.root} FOLDER`, "
+            "or export one from the EmoSEM annotator"
+        )
+    chosen = dataset.painting(painting) if painting is not None else _first_to_annotate(dataset)
     if chosen is None:
         names = ", ".join(p.file_name for p in dataset.paintings[:10])
         raise DatasetError(f"{dataset.root}: no painting {painting!r}; it holds {names}")
@@ -78,6 +84,12 @@ def read_dataset(root: str | os.PathLike, painting: str | int | None = None) -> 
     )
     image = (np.asarray(rgb), {"name": chosen.name, "rgb": True, "metadata": image_meta}, "image")
     return [image, *layers]
+
+
+def _first_to_annotate(dataset):
+    """Where the campaign stands: the first painting neither done nor skipped, else the latest."""
+    first = campaign_progress(dataset).first_open()
+    return first.painting if first is not None else _latest(dataset)
 
 
 def _latest(dataset):

@@ -1,7 +1,7 @@
 """The "EmoSEM annotator" dock widget: panels around one controller.
 
-:class:`EmoSEMAnnotator` only composes: the panels (painting and model, autosave banner, emotion
-table, selected emotion, dataset, fine-tune) show the state of an
+:class:`EmoSEMAnnotator` only composes: the panels (campaign navigator, painting and model,
+autosave banner, emotion table, selected emotion, dataset, fine-tune) show the state of an
 :class:`~napari_emosem._qt.controller.AnnotatorController` and call its actions; the status line
 shows what it reports; the close guard asks about unexported work before the window goes. Its
 public methods are what a user, a script or ``emosem view`` can do (see ``docs/architecture.md``).
@@ -9,21 +9,25 @@ public methods are what a user, a script or ``emosem view`` can do (see ``docs/a
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 from napari.utils.notifications import show_error
 from qtpy.QtCore import Qt, QTimer
-from qtpy.QtWidgets import QLabel, QVBoxLayout, QWidget
+from qtpy.QtWidgets import QFrame, QLabel, QScrollArea, QVBoxLayout, QWidget
 
 from ..annotation import AnnotationSession, ExportResult, Status
 from .controller import AnnotatorController
 from .dialogs import CloseGuard, ask
 from .jobs import sync_workers_default
+from .keys import register_key_bindings
 from .panels import (
     AutosaveBanner,
     DatasetPanel,
     EmotionTablePanel,
     FineTunePanel,
+    NavigatorPanel,
     PaintingModelPanel,
     SelectedEmotionPanel,
 )
@@ -44,9 +48,19 @@ class EmoSEMAnnotator(QWidget):
         ``EMOSEM_SYNC_WORKERS``.
     predictor_loader
         ``loader(spec, device=...) -> Predictor`` (default :func:`napari_emosem.loading.load_predictor`).
+    clock
+        Monotonic seconds for the active-time clocks (tests pass their own).
     """
 
-    def __init__(self, napari_viewer, *, settings=None, synchronous: bool | None = None, predictor_loader=None):
+    def __init__(
+        self,
+        napari_viewer,
+        *,
+        settings=None,
+        synchronous: bool | None = None,
+        predictor_loader=None,
+        clock: Callable[[], float] = time.monotonic,
+    ):
         super().__init__()
         self.viewer = napari_viewer
         self.settings = settings if settings is not None else Settings()
@@ -58,7 +72,9 @@ class EmoSEMAnnotator(QWidget):
             synchronous=self.synchronous,
             predictor_loader=predictor_loader,
             ask=lambda title, text, choices, default: ask(self, title, text, choices, default=default),
+            clock=clock,
         )
+        register_key_bindings()
         self._close_guard = None
         self._build()
         self.controller.events.status.connect(self._status)
@@ -69,6 +85,7 @@ class EmoSEMAnnotator(QWidget):
 
     def _build(self) -> None:
         controller = self.controller
+        self.navigator = NavigatorPanel(controller)
         self.painting_model = PaintingModelPanel(controller)
         self.banner = AutosaveBanner(controller)
         self.emotion_table = EmotionTablePanel(controller)
@@ -78,12 +95,24 @@ class EmoSEMAnnotator(QWidget):
         self.status_label = QLabel("Open a painting to begin.")
         self.status_label.setWordWrap(True)
         self.status_label.setTextInteractionFlags(Qt.TextSelectableByMouse)
-        layout = QVBoxLayout(self)
+        content = QWidget()
+        layout = QVBoxLayout(content)
         layout.setContentsMargins(6, 6, 6, 6)
-        for part in (self.painting_model, self.banner, self.emotion_table, self.selected, self.dataset, self.finetune):
+        parts = (self.navigator, self.painting_model, self.banner, self.emotion_table, self.selected, self.dataset)
+        for part in (*parts, self.finetune):
             layout.addWidget(part)
         layout.addWidget(self.status_label)
         layout.addStretch(1)
+        # taller than a laptop screen with a campaign open: the panels scroll, the window fits
+        scroll = QScrollArea()
+        scroll.setWidget(content)
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QFrame.NoFrame)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
+        scroll.setMinimumWidth(content.minimumSizeHint().width() + scroll.verticalScrollBar().sizeHint().width())
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(0, 0, 0, 0)
+        outer.addWidget(scroll)
         # the controls a user (or a test) reaches for, by the names they have always had
         self.painting_combo, self.model_combo = self.painting_model.painting_combo, self.painting_model.model_combo
         self.device_combo = self.painting_model.device_combo
@@ -223,8 +252,36 @@ class EmoSEMAnnotator(QWidget):
         return self.dataset.open_painting(painting, folder)
 
     def open_dataset(self, folder: str | Path, painting: str | None = None):
-        """Open ``painting`` (None: the one annotated last) of the dataset ``folder``."""
-        return self.controller.dataset.open(folder, painting)
+        """Open the dataset ``folder`` as a campaign, at ``painting`` (None: the first that is
+        neither done nor skipped); returns the painting's Image layer (None: nothing opened)."""
+        return self.controller.campaign.open(folder, painting)
+
+    # The campaign -------------------------------------------------------------------------------
+
+    @property
+    def campaign(self):
+        """The :class:`~napari_emosem._qt.campaign.CampaignNavigation`: the open campaign, the
+        navigator's list, the current painting."""
+        return self.controller.campaign
+
+    def next_painting(self) -> bool:
+        """Save this painting and open the next one in the navigator's list (Next)."""
+        return self.controller.campaign.next()
+
+    def previous_painting(self) -> bool:
+        return self.controller.campaign.previous()
+
+    def go_to_painting(self, file_name: str) -> bool:
+        """Save this painting and open the campaign's ``file_name``."""
+        return self.controller.campaign.go(file_name)
+
+    def skip_painting(self, reason: str | None = None) -> bool:
+        """Skip the current painting with ``reason`` (None: ask), or un-skip a skipped one."""
+        return self.navigator.skip(reason)
+
+    def repropose_rest(self):
+        """Re-propose every painting that is not done with the model in use, in the background."""
+        return self.navigator.repropose()
 
     def set_dataset_folder(self, folder: str | Path) -> None:
         """Export into (and train on) ``folder`` from now on."""
@@ -284,7 +341,9 @@ class EmoSEMAnnotator(QWidget):
         return self._close_guard is not None
 
     def confirm_close(self) -> bool:
-        """Ask before the window closes with unexported edits; True lets it close."""
+        """Ask before the window closes with unexported edits; True lets it close. The campaign's
+        painting is saved first, as leaving it does."""
+        self.controller.campaign.leave()
         dirty = self.unexported()
         if not dirty:
             return True

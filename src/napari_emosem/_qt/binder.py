@@ -94,6 +94,8 @@ class LayerBinder:
         self._queue: list[str] = []
         self._hidden = None  # a filled spare, shown on the next turn
         self._when_shown: list[Callable[[], None]] = []
+        #: the one emotion whose layer is shown while the others are hidden (None: all shown)
+        self.solo: str | None = None
         self._mask_timer = _single_shot(MASK_SPACING_MS, self._show_next)
         self._spare_timer = _single_shot(SPARE_DELAY_MS, self._top_up_spares)
         layers = viewer.layers
@@ -120,7 +122,46 @@ class LayerBinder:
         if session is not None:
             for layer in list(self.viewer.layers):
                 self.adopt(layer)
+            self._show_unbound()
             self.schedule_spares()
+
+    def repaint(self, session: AnnotationSession) -> None:
+        """Another painting in the same Image layer (a campaign's next one): its stimulus layers
+        carry over, an emotion's layer showing the new painting's mask of that emotion, since
+        filling a layer costs napari a fraction of making one; those it has no annotation of go
+        back to the spares."""
+        carried = {emotion: bound.layer for emotion, bound in self._bound.items()}
+        for emotion in carried:
+            self._unbind(emotion)
+        self._reveal_hidden()
+        self._watch(session)
+        self._painted.clear()
+        self._queue.clear()
+        self._run_when_shown()
+        self.clicks.show(np.zeros((0, 2)), np.zeros((0,), np.int64))
+        with self.quiet():
+            for emotion, layer in carried.items():
+                if layer not in self.viewer.layers:
+                    continue
+                if emotion in session:
+                    self._bind(emotion, layer)
+                    self.show_now(emotion)
+                else:
+                    self.spares.put_back(layer)
+        self._show_unbound()
+        self.schedule_spares()
+
+    def _show_unbound(self) -> None:
+        """Show the session's annotations that have no layer yet (one per event-loop turn)."""
+        session = self._session
+        missing = tuple(e for e in session.emotions() if e not in self._bound) if session is not None else ()
+        if missing:
+            self._on_changed(missing)
+
+    def _reveal_hidden(self) -> None:
+        layer, self._hidden = self._hidden, None
+        if layer is not None and layer in self.viewer.layers:
+            layer.visible = self._shows(self.emotion_of(layer))
 
     def replace(self, session: AnnotationSession) -> None:
         """The same painting, another session (an autosave restored): its layers show it now."""
@@ -146,6 +187,18 @@ class LayerBinder:
 
     def emotion_of(self, layer) -> str | None:
         return next((e for e, bound in self._bound.items() if bound.layer is layer), None)
+
+    def set_solo(self, emotion: str | None) -> None:
+        """Show only ``emotion``'s layer, the other emotions' hidden (None: show them all)."""
+        self.solo = emotion
+        with self.quiet():
+            for bound_emotion, bound in self._bound.items():
+                visible = self._shows(bound_emotion)
+                if bound.layer.visible != visible and bound.layer is not self._hidden:
+                    bound.layer.visible = visible
+
+    def _shows(self, emotion: str | None) -> bool:
+        return self.solo is None or emotion == self.solo
 
     def activate(self, emotion: str) -> None:
         """Select ``emotion``'s layer in the layer list (if it has one)."""
@@ -244,9 +297,8 @@ class LayerBinder:
     def _show_next(self) -> None:
         """One step of writing queued masks: reveal a filled spare, or fill the next layer."""
         if self._hidden is not None:
-            layer, self._hidden = self._hidden, None
-            if layer in self.viewer.layers:  # even if the annotator moved on: it is that emotion's layer
-                layer.visible = True
+            # even if the annotator moved on: it is that emotion's layer
+            self._reveal_hidden()
             self._mask_timer.start()
         elif self._queue:
             self._hidden = self.show_now(self._queue.pop(0), reveal=False)
@@ -286,12 +338,14 @@ class LayerBinder:
         item, session = self._session[emotion], self._session
         kwargs = stimulus_layer_kwargs(item, painting=session.digest, image_layer=self._image)
         layer = self.spares.take()
+        shown = self._shows(emotion)
         if layer is not None:  # a few times quicker than napari making a new layer
             layers = self.viewer.layers
+            reveal = reveal and shown
             dress(layer, mask_to_labels(item.mask), kwargs, layers=layers, above=self._image, reveal=reveal)
-            hidden = None if reveal else layer
+            hidden = None if (reveal or not shown) else layer
         else:
-            layer = self.viewer.add_labels(mask_to_labels(item.mask), **kwargs)
+            layer = self.viewer.add_labels(mask_to_labels(item.mask), visible=shown, **kwargs)
             layer.selected_label = 1  # paint draws the stimulus, erase (0) removes it
             hidden = None
         self._bind(emotion, layer)

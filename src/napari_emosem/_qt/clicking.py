@@ -30,9 +30,15 @@ class ClickRefinement:
         self._timer.setInterval(REFINE_DELAY_MS)
         self._timer.timeout.connect(self._refine)
         self._showing: str | None = None
+        #: clicks on the painting refine the selected emotion's mask
+        self.active = False
         self.layer.events.changed.connect(self._on_clicked)
-        self.layer.events.removed.connect(lambda: controller.events.clicking.emit(False))
+        self.layer.events.removed.connect(self._on_removed)
         controller.events.selection.connect(self._on_selection)
+
+    def _on_removed(self) -> None:
+        self.active = False
+        self.controller.events.clicking.emit(False)
 
     def start(self) -> bool:
         """Clicks on the painting refine the selected emotion's mask; False (and why) if they cannot."""
@@ -46,11 +52,13 @@ class ClickRefinement:
         self.show(emotion)
         with controller.binder.quiet():
             self.layer.start()
+        self.active = True
         controller.status(f"click on the {emotion} stimulus (green: inside) or around it (red: outside)")
         controller.events.clicking.emit(True)
         return True
 
     def stop(self) -> None:
+        self.active = False
         self.layer.stop()
         if self.controller.selected_emotion is not None:
             self.controller.binder.activate(self.controller.selected_emotion)

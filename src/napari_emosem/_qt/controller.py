@@ -11,6 +11,7 @@ a user can cause become one line on ``events.error``, never an exception.
 from __future__ import annotations
 
 import functools
+import time
 from collections.abc import Callable, Iterable, Sequence
 
 from psygnal import Signal, SignalGroup
@@ -22,13 +23,16 @@ from ..emotions import EMOTIONS
 from ..errors import EmoSEMError
 from ..predictor_cache import PredictorCache
 from .binder import LayerBinder
+from .campaign import CampaignNavigation
 from .clicking import ClickRefinement
 from .dataset_folder import DatasetFolder
 from .jobs import ExplainJob, Job, JobRunner, LoadJob, ProposeJob, RefineJob
 from .jobs.queue import WaitingActions
 from .models import default_model, user_checkpoints
 from .paintings import Paintings, describe
+from .prefetch import Prefetcher
 from .settings import Settings
+from .timing import ActiveTime
 
 #: how often the autosave timer looks for unsaved edits (each session saves at most every
 #: ``autosave_seconds``)
@@ -50,6 +54,8 @@ class ControllerEvents(SignalGroup):
     #: the current painting's autosave, to offer back (None: nothing to offer)
     autosave_offer = Signal(object)
     clicking = Signal(bool)  # refine-with-clicks mode on or off
+    #: only the selected emotion's layer is shown (True), or every emotion's (False)
+    others_hidden = Signal(bool)
     status = Signal(str)
     error = Signal(str, bool)  # message, and whether napari should notify too
 
@@ -69,9 +75,20 @@ class AnnotatorController:
         ``loader(spec, device=...) -> Predictor`` (default :func:`napari_emosem.loading.load_predictor`).
     ask
         Asks the annotator a question (default: the default answer, as in a script).
+    clock
+        Monotonic seconds for the active-time clocks (tests pass their own).
     """
 
-    def __init__(self, viewer, settings: Settings, *, synchronous: bool, predictor_loader=None, ask: Ask | None = None):
+    def __init__(
+        self,
+        viewer,
+        settings: Settings,
+        *,
+        synchronous: bool,
+        predictor_loader=None,
+        ask: Ask | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ):
         self.viewer = viewer
         self.settings = settings
         self.synchronous = synchronous
@@ -89,6 +106,11 @@ class AnnotatorController:
         self.dataset = DatasetFolder(self)
         self.waiting = WaitingActions()
         self.clicks = ClickRefinement(self)
+        self.campaign = CampaignNavigation(self)
+        self.prefetch = Prefetcher(self)
+        self.time = ActiveTime(self, clock)
+        #: only the selected emotion's layer is shown
+        self.others_hidden = False
         self._autosave_timer = QTimer()
         self._autosave_timer.setInterval(AUTOSAVE_TICK_MS)
         self._autosave_timer.timeout.connect(self.autosave_now)
@@ -155,6 +177,20 @@ class AnnotatorController:
         except EmoSEMError as exc:
             self.error(f"{layer.name}: {exc}")
             return None
+        self._painting_shown(layer, session)
+        if session is not None:
+            # a painting of a dataset: the navigator shows that campaign, at this painting
+            self.campaign.follow(layer, session)
+        return session
+
+    def show_painting(self, layer, session: AnnotationSession) -> None:
+        """Show another painting, ``session``'s, in Image ``layer`` (a campaign's next one)."""
+        self.binder.flush()
+        self.selected_emotion = None
+        self.paintings.put(layer, session)
+        self._painting_shown(layer, session)
+
+    def _painting_shown(self, layer, session: AnnotationSession | None) -> None:
         self.events.selection.emit(None)
         if session is not None:
             # a painting opened from a dataset proposes that folder, unless one is chosen already
@@ -162,7 +198,6 @@ class AnnotatorController:
                 self.dataset.set(session.exported_to)
             self._offer_autosave()
             self.status(f"{layer.name}: {describe(session)}")
-        return session
 
     def _on_images_changed(self) -> None:
         current = self.paintings.image_layer
@@ -172,6 +207,8 @@ class AnnotatorController:
         self.paintings.events.paintings.emit()
 
     def _on_image_removed(self, layer) -> None:
+        session = next((s for candidate, s in self.paintings.sessions() if candidate is layer), None)
+        self.campaign.layer_removed(layer, session)  # leaving a campaign's painting saves it
         self.paintings.drop(layer)
 
     def _on_image_activated(self, layer) -> None:
@@ -241,9 +278,34 @@ class AnnotatorController:
         if emotion not in EMOTIONS:
             raise EmoSEMError(f"unknown emotion {emotion!r}")
         self.selected_emotion = emotion
-        if activate_layer:
+        if self.others_hidden:
+            self.binder.set_solo(emotion)
+        if activate_layer and not self.clicks.active:  # clicking goes on, for this emotion
             self.binder.activate(emotion)
         self.events.selection.emit(emotion)
+
+    def step_emotion(self, step: int) -> None:
+        """Select the next (``step`` 1) or previous (-1) emotion: the campaign's, else all eight."""
+        emotions = self.campaign.campaign.emotions if self.campaign.campaign is not None else EMOTIONS
+        if self.selected_emotion in emotions:
+            index = (emotions.index(self.selected_emotion) + step) % len(emotions)
+        else:
+            index = 0 if step > 0 else len(emotions) - 1
+        self.select_emotion(emotions[index])
+
+    def toggle_others(self) -> None:
+        """Show only the selected emotion's layer, or every emotion's again."""
+        self.others_hidden = not self.others_hidden
+        self.binder.set_solo(self.selected_emotion if self.others_hidden else None)
+        self.events.others_hidden.emit(self.others_hidden)
+        self.status("only the selected emotion is shown" if self.others_hidden else "every emotion is shown")
+
+    def toggle_clicking(self) -> None:
+        """Refine with clicks on, or off."""
+        if self.clicks.active:
+            self.clicks.stop()
+        else:
+            self.clicks.start()
 
     def _on_emotion_activated(self, emotion: str) -> None:
         if emotion != self.selected_emotion:
@@ -380,14 +442,18 @@ class AnnotatorController:
         return self.jobs.start(job)
 
     def _on_job_started(self, job: Job) -> None:
+        if job.background:
+            return
         self.binder.hold_spares = job.fills_layers
         self.events.busy.emit(True)
 
     def _on_job_finished(self, job: Job) -> None:
-        self.binder.hold_spares = False
-        self.binder.schedule_spares()
-        self.waiting.run_next(job)
-        self.events.busy.emit(self.busy)
+        if not job.background:
+            self.binder.hold_spares = False
+            self.binder.schedule_spares()
+            self.waiting.run_next(job)
+            self.events.busy.emit(self.busy)
+        self.prefetch.schedule()  # the next painting gets ready once nothing else runs
 
     # Closing ------------------------------------------------------------------------------------
 

@@ -40,6 +40,10 @@ class DatasetFolder:
         session = controller.require_session()
         if session is None:
             return None
+        campaign = controller.campaign
+        if campaign.owns(session) and folder in (None, "", str(campaign.campaign.root)):
+            # a campaign's painting goes into the campaign (saving it is what leaving it does)
+            return campaign.last_export if campaign.save(force=True) else None
         folder = str(folder or self.folder())
         if not folder:
             controller.error("choose the dataset folder first")
@@ -50,16 +54,21 @@ class DatasetFolder:
             controller.error(str(exc))
             return None
         self.set(folder)
-        controller.settings.dataset_folder = folder
+        self.exported(result)
+        return result
+
+    def exported(self, result: ExportResult) -> None:
+        """A painting was written into the dataset folder: remembered, and said so."""
+        folder = str(result.dataset_root)
+        self.controller.settings.dataset_folder = folder
         self.last_export = result
-        controller.events.autosave_offer.emit(None)
+        self.controller.events.autosave_offer.emit(None)
         skipped = "; ".join(f"{e}: {why}" for e, why in result.skipped.items())
         n = len(result.written)
-        controller.status(
-            f"exported {result.file_name} to {folder} ({n} emotion{'s' if n != 1 else ''}"
+        self.controller.status(
+            f"saved {result.file_name} into {folder} ({n} emotion{'s' if n != 1 else ''}"
             f"{'; not written — ' + skipped if skipped else ''})"
         )
-        return result
 
     def export_unexported(self, folder: str | Path | None = None) -> bool:
         """Export every painting with unexported edits into ``folder``; False if one failed."""
@@ -79,6 +88,12 @@ class DatasetFolder:
         (default: the dataset folder) with its annotations, and annotate it. A painting already
         open is made current rather than opened twice. Returns its Image layer, or None."""
         controller = self.controller
+        navigation = controller.campaign
+        campaign = navigation.campaign
+        same = campaign is not None and Path(folder or self.folder()).expanduser().resolve() == campaign.root.resolve()
+        if same and painting in campaign.index:
+            # the campaign's painting: shown in its layer (the current one saved first), not opened twice
+            return navigation.layer if navigation.go(painting) else None
         dataset = self._open(folder)
         if dataset is None:
             return None

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..checkpoint import CheckpointInfo, list_checkpoints, resolve_checkpoint_dir
-from ..errors import EmoSEMError
 from ..config import DEFAULT_BASE, MODEL_CHOICES, model_label
+from ..errors import EmoSEMError
 
 #: the presets the Model list offers after the user's checkpoints (the core's one list)
 MODEL_PRESETS = MODEL_CHOICES

@@ -76,6 +76,19 @@ class Paintings:
         self.events.painting.emit(session)
         return session
 
+    def put(self, layer, session: AnnotationSession) -> None:
+        """``session`` is the annotation of Image ``layer`` from now on: a campaign shows its
+        paintings one after the other in one layer. When ``layer`` is the current painting's, its
+        stimulus layers carry over to the new painting; otherwise the session waits for the layer
+        to be chosen (or added to the viewer)."""
+        entry = self._sessions.get(id(layer))
+        if entry is not None and entry[1] is not session:
+            entry[1].autosave(force=True)  # its unexported work stays restorable
+        self._add(layer, session)
+        if layer is self.image_layer:
+            self.binder.repaint(session)
+            self.events.painting.emit(session)
+
     def _add(self, layer, session: AnnotationSession) -> None:
         self._sessions[id(layer)] = (layer, session)
         session.events.changed.connect(lambda emotions: self._tell(session, self.events.items, emotions))

@@ -66,6 +66,15 @@ class SparePool:
                 return layer
         return None
 
+    def put_back(self, layer) -> None:
+        """A stimulus layer the painting shown no longer needs becomes a spare again (hidden
+        first: napari then neither slices nor repaints the data it is given)."""
+        layer.visible = False
+        layer.name = SPARE_NAME
+        layer.metadata = {}
+        layer.data = np.zeros((1, 1), np.uint8)
+        self._layers.append(layer)
+
     def forget(self, layer) -> bool:
         """``layer`` was removed from the viewer: drop it if it was a spare."""
         for i, spare in enumerate(self._layers):

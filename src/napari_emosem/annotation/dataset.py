@@ -9,7 +9,7 @@ else") pass through unchanged.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,10 +17,11 @@ from typing import Any
 import numpy as np
 
 from ..data import Stimulus, StimulusDataset
+from ..data.records import ANNOTATION_SECONDS
 from ..emotions import EMOTIONS, normalise_emotion
 from ..errors import EmoSEMError
 from ..image_io import image_digest, load_image
-from .records import HUMAN, EmotionAnnotation, Status
+from .records import HUMAN, EmotionAnnotation, Status, as_seconds
 
 #: ``Stimulus`` fields a pass-through record keeps (it never has a mask)
 PASSTHROUGH_FIELDS = (
@@ -34,6 +35,8 @@ PASSTHROUGH_FIELDS = (
     "score",
     "created",
     "modified",
+    "adjudicated",
+    "annotation_seconds",
 )
 
 
@@ -68,6 +71,10 @@ def annotation_from_stimulus(stimulus: Any, shape: Sequence[int]) -> EmotionAnno
     else:
         mask = np.asarray(stimulus.mask).astype(bool)
     texts = list(stimulus.explanations or [])
+    extra = dict(stimulus.extra or {})
+    # a record field since format 2; an older caller's record may still carry it in extra
+    stored = as_seconds(getattr(stimulus, ANNOTATION_SECONDS, 0.0))
+    seconds = max(stored, as_seconds(extra.pop(ANNOTATION_SECONDS, None)))
     if stimulus.no_stimulus:
         status = Status.NO_STIMULUS
     elif stimulus.reviewed:
@@ -89,6 +96,8 @@ def annotation_from_stimulus(stimulus: Any, shape: Sequence[int]) -> EmotionAnno
         annotator=stimulus.annotator,
         created=stimulus.created,
         modified=stimulus.modified,
+        seconds=seconds,
+        extra=extra,
     )
 
 
@@ -109,9 +118,15 @@ def to_stimuli(
     passthrough: Iterable[dict[str, Any]],
     shape: tuple[int, int],
     annotator: str | None,
+    seconds: Mapping[str, float] | None = None,
 ) -> tuple[list[Any], dict[str, str]]:
-    """The dataset records (``napari_emosem.data.Stimulus``) and why any emotion is left out."""
+    """The dataset records (``napari_emosem.data.Stimulus``) and why any emotion is left out.
+
+    ``seconds``: active time spent on each emotion since the session began, added to what the
+    records stored from earlier visits (``annotation_seconds``).
+    """
     stimuli, skipped = [], {}
+    seconds = seconds or {}
     for item in items:
         emotion = item.emotion
         texts = [t for t in [item.explanation, *item.more_explanations] if t.strip()]
@@ -124,6 +139,8 @@ def to_stimuli(
             score=item.score if item.from_model else None,
             created=item.created,
             modified=item.modified,
+            extra=dict(item.extra),
+            annotation_seconds=round(item.seconds + seconds.get(emotion, 0.0), 1),
         )
         if item.status == Status.REJECTED:
             skipped[emotion] = "rejected"
@@ -143,13 +160,19 @@ def to_stimuli(
 
 
 def write_painting(
-    root: Path, file_name: str, image: Any, stimuli: list[Any], skipped: dict[str, str], metadata: dict[str, Any]
+    target: Path | StimulusDataset,
+    file_name: str,
+    image: Any,
+    stimuli: list[Any],
+    skipped: dict[str, str],
+    metadata: dict[str, Any],
 ) -> ExportResult:
-    """Write one painting and its records into the dataset at ``root`` (created if needed)."""
-    dataset = StimulusDataset.open(root, create=True)
+    """Write one painting and its records into ``target``: a dataset already open (a campaign's:
+    nothing is read again), or the folder of one (created if needed)."""
+    dataset = target if isinstance(target, StimulusDataset) else StimulusDataset.open(target, create=True)
     painting = dataset.write_painting(image, file_name, stimuli, metadata=metadata or None)
     return ExportResult(
-        dataset_root=root,
+        dataset_root=dataset.root,
         file_name=file_name,
         painting=painting,
         written=tuple(s.emotion for s in stimuli if s.emotion in EMOTIONS),

@@ -61,6 +61,11 @@ class EmotionAnnotation:
     #: clicks that refined this mask, (N, 2) as (row, col), and their labels (1 in, 0 out)
     clicks: np.ndarray = field(default_factory=lambda: np.zeros((0, 2)), repr=False)
     click_labels: np.ndarray = field(default_factory=lambda: np.zeros((0,), np.int64), repr=False)
+    #: active annotation time stored from earlier visits, in seconds (the record's
+    #: ``annotation_seconds``; this visit's time is the session's, see ``set_active_time``)
+    seconds: float = 0.0
+    #: the record's other fields this project does not edit (kept as they are)
+    extra: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @property
     def edited(self) -> bool:
@@ -107,6 +112,8 @@ class EmotionAnnotation:
             "modified": self.modified,
             "clicks": np.asarray(self.clicks, np.float64).reshape(-1, 2).tolist(),
             "click_labels": np.asarray(self.click_labels).reshape(-1).astype(int).tolist(),
+            "seconds": self.seconds,
+            "extra": dict(self.extra),
         }
 
     @classmethod
@@ -138,4 +145,15 @@ class EmotionAnnotation:
             modified=state.get("modified"),
             clicks=np.asarray(state.get("clicks") or np.zeros((0, 2)), np.float64).reshape(-1, 2),
             click_labels=np.asarray(state.get("click_labels") or [], np.int64).reshape(-1),
+            seconds=as_seconds(state.get("seconds")),
+            extra=dict(state.get("extra") or {}),
         )
+
+
+def as_seconds(value: Any) -> float:
+    # time is a report: a value that is no positive finite number counts as none
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        return 0.0
+    return value if 0 < value < float("inf") else 0.0

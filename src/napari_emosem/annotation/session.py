@@ -22,13 +22,14 @@ from typing import Any
 import numpy as np
 from psygnal import Signal, SignalGroup
 
+from ..data import StimulusDataset
 from ..data.records import now_iso
 from ..emotions import EMOTIONS, normalise_emotion
 from ..errors import EmoSEMError
 from ..image_io import image_digest, to_rgb_uint8
 from . import autosave as _autosave
 from . import dataset as _dataset
-from .records import EmotionAnnotation, Status
+from .records import EmotionAnnotation, Status, as_seconds
 
 
 class SessionEvents(SignalGroup):
@@ -97,6 +98,10 @@ class AnnotationSession:
         self.revision = 0
         self._exported_revision = 0
         self._source_matches: bool | None = None
+        #: active time of this visit (the painting's, and per emotion), see set_active_time
+        self._visit_seconds = 0.0
+        self._visit_pairs: dict[str, float] = {}
+        self._exported_seconds = 0.0
 
     # Reading ----------------------------------------------------------------------------------
 
@@ -135,6 +140,11 @@ class AnnotationSession:
     def dirty(self) -> bool:
         """True when there are changes that have not been exported."""
         return self.revision != self._exported_revision
+
+    @property
+    def unsaved_seconds(self) -> float:
+        """Active time of this visit not yet written into a dataset."""
+        return self._visit_seconds - self._exported_seconds
 
     def protected(self, emotions: Iterable[str] = EMOTIONS) -> list[str]:
         """The emotions among ``emotions`` whose annotation a person reviewed: a new proposal would
@@ -176,6 +186,8 @@ class AnnotationSession:
                 status=Status.PROPOSED,
                 created=previous.created if previous else now_iso(),
                 modified=now_iso(),
+                seconds=previous.seconds if previous else 0.0,
+                extra=dict(previous.extra) if previous else {},
             )
             applied.append(emotion)
         if applied:
@@ -312,6 +324,13 @@ class AnnotationSession:
         if self._items.pop(emotion, None) is not None:
             self._changed([emotion], significant=True)
 
+    def set_active_time(self, painting_seconds: float, pair_seconds: dict[str, float]) -> None:
+        """The active time of this visit so far (an ``ActivityClock``'s): the painting's, and each
+        emotion's. Export adds it to what the records stored from earlier visits. Not a change of
+        the annotation (it makes nothing unexported by itself)."""
+        self._visit_seconds = float(painting_seconds)
+        self._visit_pairs = {normalise_emotion(e): float(s) for e, s in pair_seconds.items()}
+
     def load(self, item: EmotionAnnotation) -> None:
         """Take ``item`` as it was saved (a layer, a record): shown, but not a change to export."""
         self._items[item.emotion] = item
@@ -336,29 +355,40 @@ class AnnotationSession:
     def to_stimuli(self) -> tuple[list[Any], dict[str, str]]:
         """The dataset records (``napari_emosem.data.Stimulus``) and why any emotion is left out."""
         items = [self._items[e] for e in self.emotions()]
-        return _dataset.to_stimuli(items, self._passthrough, self.shape, self.annotator)
+        return _dataset.to_stimuli(items, self._passthrough, self.shape, self.annotator, self._visit_pairs)
+
+    def painting_metadata(self) -> dict[str, Any]:
+        """The painting's metadata as exported: with its active time, earlier visits' and this one's."""
+        metadata = dict(self.metadata)
+        earlier = as_seconds(metadata.get(_dataset.ANNOTATION_SECONDS))
+        total = round(earlier + self._visit_seconds, 1)
+        if total > 0:
+            metadata[_dataset.ANNOTATION_SECONDS] = total
+        return metadata
 
     def export(
         self,
-        dataset_root: str | Path,
+        dataset: str | Path | StimulusDataset,
         file_name: str | None = None,
         image: np.ndarray | str | Path | None = None,
     ) -> _dataset.ExportResult:
-        """Write this painting and its annotations into a stimulus dataset (created if needed).
+        """Write this painting and its annotations into a stimulus dataset: an open one (a
+        campaign's), or the folder of one (created if needed).
 
         Exporting the same painting again updates its records in place; another painting is
         appended. ``image`` defaults to the source file when its pixels are this painting's
         (bytes copied as they are), else the pixels (stored as PNG).
         """
-        root = Path(dataset_root)
         file_name = file_name or self.file_name
         stimuli, skipped = self.to_stimuli()
         if image is None:
             image = self.source_path if self._source_file_matches() else self.image
-        result = _dataset.write_painting(root, file_name, image, stimuli, skipped, self.metadata)
+        target = dataset if isinstance(dataset, StimulusDataset) else Path(dataset)
+        result = _dataset.write_painting(target, file_name, image, stimuli, skipped, self.painting_metadata())
         self.file_name = file_name
-        self.exported_to = root
+        self.exported_to = result.dataset_root
         self._exported_revision = self.revision
+        self._exported_seconds = self._visit_seconds
         self.discard_autosave()
         self.events.exported.emit(result)
         return result

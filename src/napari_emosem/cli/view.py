@@ -18,9 +18,10 @@ def register(subparsers) -> None:
         help="open napari with the EmoSEM annotator and the given paintings or datasets",
         description=(
             "Open napari with the EmoSEM annotator docked. Each PATH is an image file (opened as a "
-            "painting to annotate) or a stimulus dataset folder / its annotations.json (opened with "
-            "its masks and explanations; --painting picks which painting, default: the one "
-            "annotated last). Needs a display; on a headless machine run it under `xvfb-run -a`."
+            "painting to annotate) or a stimulus dataset folder / its annotations.json (opened as a "
+            "campaign: the navigator lists its paintings, and the first that is not done opens with "
+            "its masks and explanations; --painting picks another). Needs a display; on a headless "
+            "machine run it under `xvfb-run -a`."
         ),
     )
     parser.add_argument("paths", nargs="*", metavar="DATASET_OR_IMAGE", help="image files or dataset folders")
@@ -30,7 +31,9 @@ def register(subparsers) -> None:
         help=models_help() + " (default: the annotator's setting)",
     )
     parser.add_argument("--device", default=None, choices=DEVICES, help="where the model runs")
-    parser.add_argument("--painting", default=None, help="which painting of a dataset to open (file name or id)")
+    parser.add_argument(
+        "--painting", default=None, help="which painting of a dataset to open (file name; default: the first not done)"
+    )
     parser.add_argument("--dataset", default=None, help="dataset folder the annotator exports to")
     parser.set_defaults(func=run)
 

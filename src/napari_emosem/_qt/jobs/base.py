@@ -7,6 +7,11 @@ and put the results in place. Errors a user can cause (a bad checkpoint, weights
 come back as :class:`Failed` with one clear line; anything else is a bug, logged with its
 traceback.
 
+A *background* job (:attr:`Job.background`: the next painting prefetched, the rest of a
+campaign re-proposed) runs only while the annotator asks for nothing: when they start a job of
+their own, the background one is paused at its next step and resumed once theirs has ended. It
+never makes the annotator busy, and reports through its own events, not the status line.
+
 ``EMOSEM_SYNC_WORKERS=1`` (or ``synchronous=True``) runs jobs on the GUI thread, the way
 stardist-napari does for its tests; the threaded path is the default and is what users get.
 """
@@ -17,6 +22,7 @@ import contextlib
 import logging
 import os
 import sys
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -98,10 +104,15 @@ class Job:
     holds_painting = True
     #: its results fill stimulus layers (no spare layers are made meanwhile)
     fills_layers = False
+    #: yields to the annotator's jobs (paused while one runs); see the module docstring
+    background = False
 
     def __init__(self) -> None:
         self.running = False
         self.cancelled = False
+        #: open: a background job may go on to its next step (the runner closes it to pause it)
+        self.gate = threading.Event()
+        self.gate.set()
         self.worker: WorkerBase | None = None
         #: napari's progress bar when the job drives it (``steps is None``)
         self.bar: progress | None = None
@@ -120,6 +131,10 @@ class Job:
     def on_cancelled(self) -> None:
         """The job stopped because it was cancelled (GUI thread)."""
 
+    def on_failed(self, message: str) -> None:
+        """A background job returned :class:`Failed` (GUI thread); the annotator's jobs' failures
+        go to the status line instead."""
+
     def on_cancel(self) -> None:
         """Cancel was asked for: wake the worker if it waits for the GUI."""
 
@@ -127,6 +142,7 @@ class Job:
         self.cancelled = True
         if self.worker is not None:
             self.worker.quit()
+        self.gate.set()  # a paused job wakes to stop
         self.on_cancel()
 
     def report(self, done: int, total: int, description: str | None = None, *, dock_format: str = "") -> None:
@@ -145,6 +161,24 @@ class Job:
             bar.set_description(description)
 
 
+#: what a paused background job yields once it has stopped between two steps
+PAUSED = object()
+
+
+def _gated(job: Job) -> Iterator[Any]:
+    """``job.work()`` that stops between two steps while ``job.gate`` is closed (in the worker)."""
+    steps = job.work()
+    while True:
+        try:
+            step = next(steps)
+        except StopIteration as stop:
+            return stop.value
+        yield step
+        if not job.gate.is_set():
+            yield PAUSED
+            job.gate.wait()
+
+
 class RunnerEvents(SignalGroup):
     started = Signal(object)  # the job
     #: the dock's progress bar: value, maximum, format (QProgressBar's %v/%m/%p)
@@ -158,26 +192,59 @@ class RunnerEvents(SignalGroup):
 
 
 class JobRunner:
-    """Runs one job at a time, in a thread worker or (``synchronous``) on the calling thread."""
+    """Runs the annotator's jobs one at a time, and one background job while they ask for nothing;
+    in thread workers or (``synchronous``) on the calling thread."""
 
     def __init__(self, *, synchronous: bool = False):
         self.synchronous = synchronous
         self.events = RunnerEvents()
+        #: the annotator's job that runs (or starts)
         self.current: Job | None = None
+        #: the background job (running, or paused while the annotator's runs)
+        self.background: Job | None = None
+        #: the annotator's job waiting for the background one to pause
+        self._pending: Job | None = None
+        #: the background job has stopped between two steps and waits for its gate
+        self._parked = False
+        #: a background job waiting for the runner to be idle
+        self._queued: Job | None = None
         self._starting = False
         self._value = 0
 
     @property
     def busy(self) -> bool:
-        """True while a job starts or runs."""
-        return self._starting or (self.current is not None and self.current.running)
+        """True while one of the annotator's jobs starts, waits or runs (background jobs aside)."""
+        return self._starting or self._pending is not None or (self.current is not None and self.current.running)
+
+    @property
+    def idle(self) -> bool:
+        """Nothing runs at all: a background job may start."""
+        return not self.busy and self.background is None
 
     def start(self, job: Job) -> Job:
+        """Start ``job``. The annotator's job first pauses a running background job (and starts
+        once it has paused); a background job starts when the runner is :attr:`idle` (until then
+        it waits, in place of any other waiting)."""
+        if job.background:
+            if not self.idle:
+                self._queued = job
+                return job
+            self.background = job
+            return self._launch(job)
+        if self.background is not None and not self.synchronous and not self._parked:
+            self._pending = job
+            self.background.gate.clear()  # it yields PAUSED between two steps: _on_paused starts this
+            return job
+        return self._launch(job)
+
+    def _launch(self, job: Job) -> Job:
         job.runner, job.running = self, True
-        self.current = job
-        self._value = 0
+        if not job.background:
+            self.current = job
+            self._value = 0
         self.events.started.emit(job)
-        self.events.progress.emit(0, max(job.steps or 0, 0), f"{job.name}: %v/%m")
+        if not job.background:
+            self.events.progress.emit(0, max(job.steps or 0, 0), f"{job.name}: %v/%m")
         if self.synchronous:
             self._run_here(job)
             return job
@@ -190,13 +257,39 @@ class JobRunner:
             self._starting = False
         return job
 
-    def cancel(self) -> bool:
-        """Stop the running job at its next step; False if none runs."""
-        job = self.current
+    def _on_paused(self) -> None:
+        self._parked = True
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            self._launch(pending)
+        elif self.current is None:
+            self._resume_background()
+
+    def cancel(self, job: Job | None = None) -> bool:
+        """Stop ``job`` (default: the annotator's running job) at its next step; False if it does
+        not run."""
+        if job is None:
+            if self._pending is not None:
+                pending, self._pending = self._pending, None
+                pending.cancelled = True
+                self._resume_background()
+                self.events.finished.emit(pending)
+                return True
+            job = self.current
+        if job is not None and job is self._queued:  # it never started
+            self._queued, job.cancelled = None, True
+            job.on_cancelled()
+            self.events.finished.emit(job)
+            return True
         if job is None or not job.running:
             return False
         job.cancel()
         return True
+
+    def _resume_background(self) -> None:
+        if self.background is not None:
+            self._parked = False
+            self.background.gate.set()
 
     def _run_here(self, job: Job) -> None:
         generator = job.work()
@@ -215,12 +308,15 @@ class JobRunner:
         self._finish(job)
 
     def _run_in_worker(self, job: Job) -> None:
-        if job.steps is None:
+        show_bar = not job.background
+        if job.steps is None and show_bar:
             job.bar = progress(total=0, desc=f"EmoSEM: {job.name}")
+        bar = {"total": job.steps, "desc": f"EmoSEM: {job.name}"} if (job.steps is not None and show_bar) else None
         worker = create_worker(
-            job.work,
+            _gated if job.background else job.work,
+            *((job,) if job.background else ()),
             _start_thread=False,
-            _progress={"total": job.steps, "desc": f"EmoSEM: {job.name}"} if job.steps is not None else None,
+            _progress=bar,
             # errors are reported by _crashed (and by napari's own notification of worker errors)
             _ignore_errors=True,
         )
@@ -232,16 +328,23 @@ class JobRunner:
         worker.start()
 
     def _step(self, job: Job, step: Any) -> None:
-        if job.steps is not None:
-            self._value = min(self._value + 1, job.steps)
-            self.events.progress.emit(self._value, job.steps, f"{job.name}: %v/%m")
-        self.events.status.emit(step.message)
+        if step is PAUSED:
+            self._on_paused()
+            return
+        if not job.background:
+            if job.steps is not None:
+                self._value = min(self._value + 1, job.steps)
+                self.events.progress.emit(self._value, job.steps, f"{job.name}: %v/%m")
+            self.events.status.emit(step.message)
         job.on_step(step)
         self.events.stepped.emit(step)
 
     def _returned(self, job: Job, result: Any) -> None:
         if isinstance(result, Failed):
-            self.events.failed.emit(result.message, True)
+            if job.background:  # its own business: the annotator did not ask for it
+                job.on_failed(result.message)
+            else:
+                self.events.failed.emit(result.message, True)
         elif result is not None:
             job.on_done(result)
 
@@ -259,24 +362,42 @@ class JobRunner:
             job.on_cancelled()
         if self.current is job:
             self.current = None
+        if self.background is job:
+            self.background, self._parked = None, False
+            pending, self._pending = self._pending, None
+            if pending is not None:  # it ended before it could pause
+                self._launch(pending)
+        elif not job.background:
+            self._resume_background()
+        queued = self._queued
+        if queued is not None and self.idle:
+            self._queued = None
+            self.background = queued
+            self._launch(queued)
         self.events.finished.emit(job)
 
     def shutdown(self, timeout_ms: int) -> str | None:
-        """Cancel the running job and wait for its worker (at most ``timeout_ms``); a worker still
-        running while Qt tears the window down would crash the process. Returns a problem, if any."""
-        job = self.current
-        if job is not None and job.running:
-            job.cancel()
-        if job is None or job.worker is None:
+        """Cancel the running jobs and wait for their workers (at most ``timeout_ms``); a worker
+        still running while Qt tears the window down would crash the process. Returns a problem,
+        if any."""
+        self._pending = self._queued = None
+        jobs = [job for job in (self.current, self.background) if job is not None]
+        for job in jobs:
+            if job.running:
+                job.cancel()
+        workers = [job for job in jobs if job.worker is not None]
+        if not workers:
             return None
         problem = None
         try:
             WorkerBase.await_workers(timeout_ms)
         except RuntimeError as exc:  # timed out: closing must go on
             problem = f"a background task did not stop in time: {exc}"
-        # its queued signals will not be delivered any more: let go of the job
-        for signal in (job.worker.yielded, job.worker.returned, job.worker.errored, job.worker.finished):
-            with contextlib.suppress(TypeError, RuntimeError):
-                signal.disconnect()
-        job.worker = None
+        # their queued signals will not be delivered any more: let go of the jobs
+        for job in workers:
+            worker = job.worker
+            for signal in (worker.yielded, worker.returned, worker.errored, worker.finished):
+                with contextlib.suppress(TypeError, RuntimeError):
+                    signal.disconnect()
+            job.worker = None
         return problem

@@ -17,6 +17,7 @@ class LoadJob(ModelJob):
 
     name = "load model"
     steps = 1
+    holds_painting = False  # no painting in it: the annotator may open another meanwhile
 
     def work(self) -> Iterator[Step]:
         yield Step(f"loading {self.spec}", kind="loading")

@@ -4,6 +4,7 @@ from .autosave_banner import AutosaveBanner
 from .dataset import DatasetPanel
 from .emotion_table import EmotionTablePanel
 from .finetune import FineTunePanel
+from .navigator import NavigatorPanel
 from .painting_model import PaintingModelPanel
 from .selected_emotion import SelectedEmotionPanel
 
@@ -12,6 +13,7 @@ __all__ = [
     "DatasetPanel",
     "EmotionTablePanel",
     "FineTunePanel",
+    "NavigatorPanel",
     "PaintingModelPanel",
     "SelectedEmotionPanel",
 ]

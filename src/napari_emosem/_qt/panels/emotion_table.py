@@ -48,9 +48,10 @@ class EmotionTablePanel(QWidget):
         events.ticked.connect(self._show_ticks)
         events.busy.connect(self._enable)
         jobs = controller.jobs.events
-        jobs.started.connect(lambda job: self.progress.show())
+        # the annotator's jobs: a background one shows its progress in its own panel
+        jobs.started.connect(lambda job: job.background or self.progress.show())
         jobs.progress.connect(self._show_progress)
-        jobs.finished.connect(lambda job: self.progress.hide())
+        jobs.finished.connect(lambda job: job.background or self.progress.hide())
         self._enable()
 
     def _make_table(self) -> QTableWidget:

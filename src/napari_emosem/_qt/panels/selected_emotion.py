@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from qtpy.QtCore import QSignalBlocker
+from qtpy.QtCore import QSignalBlocker, Qt
 from qtpy.QtWidgets import (
     QButtonGroup,
     QGridLayout,
@@ -61,6 +61,7 @@ class SelectedEmotionPanel(QGroupBox):
         self.draft_button.setToolTip("Ask the model for a new explanation of the current mask")
         self.draft_button.clicked.connect(lambda: self.controller.draft_explanation())
         for button in (self.accept_button, self.reject_button, self.no_stimulus_button, self.draft_button):
+            button.setFocusPolicy(Qt.NoFocus)  # the canvas keeps the keyboard (napari's key bindings)
             row.addWidget(button)
         return row
 
