@@ -20,8 +20,9 @@ setup: $(VENV)/.installed
 demo: setup
 	$(VENV)/bin/emosem propose $(PAINTING) --out $(OUT) --view
 
-# Every test, napari's included, under a virtual X server.
+# The linter, then every test, napari's included, under a virtual X server.
 test: setup system-deps
+	$(VENV)/bin/ruff check src tests benchmarks scripts
 	xvfb-run -a -s "-screen 0 1600x1000x24" $(PY) -m pytest -q
 
 # The linter, configured in pyproject.toml ([tool.ruff]).

@@ -38,7 +38,8 @@ def pytest_runtest_setup(item):
 def _isolated_user_folders(tmp_path_factory):
     """No test reads or writes the real user cache/data folders, and nothing goes online."""
     root = tmp_path_factory.mktemp("emosem-user")
-    saved = {k: os.environ.get(k) for k in ("EMOSEM_CACHE_DIR", "EMOSEM_DATA_DIR", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
+    names = ("EMOSEM_CACHE_DIR", "EMOSEM_DATA_DIR", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
+    saved = {k: os.environ.get(k) for k in names}
     os.environ["EMOSEM_CACHE_DIR"] = str(root / "cache")
     os.environ["EMOSEM_DATA_DIR"] = str(root / "data")
     os.environ["HF_HUB_OFFLINE"] = "1"
