@@ -66,7 +66,7 @@ class Prefetcher:
         campaign = navigation.campaign
         if not self.enabled or campaign is None or not controller.jobs.idle or controller.waiting.busy:
             return  # the controller schedules again when the running job ends
-        target = navigation.peek(1)
+        target = navigation.listing.peek(1)
         if target is None:
             return
         painting = campaign.paintings[target].painting
