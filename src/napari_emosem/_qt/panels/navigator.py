@@ -134,7 +134,7 @@ class NavigatorPanel(QGroupBox):
         controller.events.busy.connect(self._enable)
         controller.events.model.connect(self._show_model)
         controller.events.checkpoints.connect(self._offer_repropose)
-        self._show_model(controller.model_spec)
+        self._show_model(controller.model.spec)
         self.hide()
 
     def _make_filters(self) -> QHBoxLayout:
