@@ -155,7 +155,7 @@ class EmoSEMAnnotator(QWidget):
 
     @property
     def model_spec(self) -> str:
-        return self.controller.model_spec
+        return self.controller.model.spec
 
     @property
     def finetune_base(self) -> str:
@@ -196,13 +196,13 @@ class EmoSEMAnnotator(QWidget):
 
     def set_model(self, spec: str) -> None:
         """Use ``spec`` (a preset or a checkpoint folder) for the next proposals."""
-        self.controller.set_model(spec)
+        self.controller.model.set_model(spec)
 
     def set_device(self, device: str) -> None:
-        self.controller.set_device(device)
+        self.controller.model.set_device(device)
 
     def preload(self) -> None:
-        self.controller.preload()
+        self.controller.model.preload()
 
     def set_emotions(self, emotions) -> None:
         """Tick exactly ``emotions`` for the next Propose."""
@@ -294,13 +294,13 @@ class EmoSEMAnnotator(QWidget):
         self.controller.dataset.set(folder)
 
     def restore_autosave(self) -> AnnotationSession | None:
-        return self.controller.restore_autosave()
+        return self.controller.autosaves.restore()
 
     def discard_autosave(self) -> None:
-        self.controller.discard_autosave()
+        self.controller.autosaves.discard()
 
     def autosave_now(self, *, force: bool = False) -> None:
-        self.controller.autosave_now(force=force)
+        self.controller.autosaves.save_all(force=force)
 
     def unexported(self) -> list[AnnotationSession]:
         return self.controller.unexported()

@@ -2,8 +2,8 @@
 
 :class:`CampaignNavigation` (the controller's ``campaign``) opens a dataset as a campaign, knows
 every painting's status (:mod:`napari_emosem.campaign`: derived from the records, never stored
-twice), which paintings the navigator lists (filter by status, search by name) and which one is
-current, and moves between them. Leaving a painting saves it into the dataset, through the
+twice) and which one is current, and moves between them (which paintings the navigator lists,
+in which order, is :mod:`.campaign_listing`'s). Leaving a painting saves it into the dataset, through the
 dataset already open, so a save costs one painting; when saving fails the annotator stays on the
 painting, its work on screen and in the autosave. The next painting is shown in the same Image
 layer, its stimulus layers carried over, with the drafts prefetched for it (:mod:`.prefetch`).
@@ -26,7 +26,6 @@ from ..annotation.dataset import annotator_records
 from ..campaign import (
     CampaignProgress,
     PaintingProgress,
-    PaintingStatus,
     campaign_progress,
     painting_status,
     read_settings,
@@ -38,19 +37,11 @@ from ..data import Stimulus, StimulusDataset
 from ..data.records import effective_record
 from ..errors import EmoSEMError
 from ..predictor import Proposal
+from .campaign_listing import CampaignListing
 from .jobs.repropose import ReproposeJob
 
 if TYPE_CHECKING:
     from .controller import AnnotatorController
-
-#: the navigator's status filters: name shown -> the statuses it lists (None: all)
-STATUS_FILTERS: dict[str, frozenset[PaintingStatus] | None] = {
-    "all": None,
-    "to do": frozenset({PaintingStatus.NOT_STARTED, PaintingStatus.PROPOSED, PaintingStatus.IN_PROGRESS}),
-    **{status.value: frozenset({status}) for status in PaintingStatus},
-}
-#: what Next and Previous pass over when "skip done" is on
-FINISHED = frozenset({PaintingStatus.DONE, PaintingStatus.SKIPPED})
 
 
 @dataclass
@@ -135,15 +126,8 @@ class CampaignNavigation:
         #: the index of the painting shown (in ``campaign.paintings``), and its Image layer
         self.current: int | None = None
         self.layer = None
-        #: indices of the paintings the navigator lists, in :attr:`order`
-        self.visible: list[int] = []
-        #: campaign index -> place in the queue when the list is sorted by it (None: dataset order);
-        #: the paintings the queue leaves out (done, skipped) come after it, in dataset order
-        self.queue_places: dict[int, int] | None = None
-        self.status_filter = "all"
-        self.search = ""
-        #: Next and Previous pass over done and skipped paintings
-        self.skip_done = True
+        #: which paintings the navigator lists, in which order; where Next and Previous go
+        self.listing = CampaignListing(self)
         #: what the last save wrote
         self.last_export = None
 
@@ -176,9 +160,9 @@ class CampaignNavigation:
 
     def _open(self, root: str | Path) -> Campaign:
         campaign = Campaign.open(root)
-        self.campaign, self.current, self.queue_places = campaign, None, None
+        self.campaign, self.current, self.listing.queue_places = campaign, None, None
         self.controller.dataset.set(campaign.root)
-        self._filter()
+        self.listing.refilter()
         self.events.opened.emit(campaign)
         self.events.current.emit(None)
         self._summary()
@@ -223,81 +207,25 @@ class CampaignNavigation:
             return None
         return self.campaign.paintings[self.current].painting.file_name
 
-    # The navigator's list -----------------------------------------------------------------------
+    # The navigator's list: its own job (campaign_listing); kept here for tests and benchmarks ------
 
-    def set_filter(self, status: str | None = None, search: str | None = None) -> None:
-        """List the paintings of ``status`` (a :data:`STATUS_FILTERS` name) whose name, file name,
-        artist or title contains ``search`` (case-insensitively)."""
-        if status is not None:
-            if status not in STATUS_FILTERS:
-                raise EmoSEMError(f"unknown status filter {status!r}; choose one of {', '.join(STATUS_FILTERS)}")
-            self.status_filter = status
-        if search is not None:
-            self.search = search
-        self._filter()
+    @property
+    def visible(self) -> list[int]:
+        return self.listing.visible
 
-    def _filter(self) -> None:
-        campaign = self.campaign
-        wanted = STATUS_FILTERS[self.status_filter]
-        text = self.search.strip().lower()
-        visible = []
-        for i, p in enumerate(campaign.paintings if campaign is not None else ()):
-            if wanted is not None and p.status not in wanted:
-                continue
-            if text and text not in p.painting.file_name.lower() and text not in p.label.lower():
-                continue
-            visible.append(i)
-        self.visible = sorted(visible, key=self.place)
-        self.events.filtered.emit()
+    @property
+    def queue_places(self) -> dict[int, int] | None:
+        return self.listing.queue_places
 
-    def place(self, index: int) -> int:
-        """Where the painting at campaign ``index`` comes in the navigator's order."""
-        if self.queue_places is None:
-            return index
-        return self.queue_places.get(index, len(self.queue_places) + index)
-
-    def sort_by_queue(self, report=None) -> None:
-        """List the paintings in the queue's order (a ``QueueReport`` of this campaign), or in
-        dataset order again (None); Next and Previous follow the list."""
-        campaign = self.campaign
-        if report is None or campaign is None:
-            self.queue_places = None
-        else:
-            names = [entry.painting.file_name for entry in report.entries]
-            self.queue_places = {campaign.index[n]: place for place, n in enumerate(names) if n in campaign.index}
-        self._filter()
-        self.controller.prefetch.schedule()  # the next painting may be another one now
-
-    def start_sort_by_queue(self, order: str = "uncertainty", *, progress=None, ended=None):
-        """Rank the campaign with the model in use (``queue_paintings``, in a background job with
-        progress) and list it in that order once ranked; returns the job (None: not started).
-        ``progress(done, total, line)`` and ``ended(line)`` follow it."""
-        controller, campaign = self.controller, self.campaign
-        if campaign is None:
-            controller.error("open a campaign first")
-            return None
-        from .jobs.sort_queue import SortQueueJob
-
-        job = SortQueueJob(controller, controller.cache, campaign.root, order, on_sorted=self.sort_by_queue)
-        if progress is not None:
-            job.events.progress.connect(progress)
-        if ended is not None:
-            job.events.ended.connect(ended)
-        controller.run(job)
-        return job
+    @property
+    def skip_done(self) -> bool:
+        return self.listing.skip_done
 
     def peek(self, step: int = 1) -> int | None:
-        """The index Next (``step`` 1) or Previous (-1) would go to: the neighbour in the
-        navigator's list (done and skipped ones passed over with :attr:`skip_done`), or None."""
-        campaign = self.campaign
-        if campaign is None or not self.visible:
-            return None
-        here = None if self.current is None else self.place(self.current)
-        if step > 0:
-            ahead = (i for i in self.visible if here is None or self.place(i) > here)
-        else:
-            ahead = (i for i in reversed(self.visible) if here is None or self.place(i) < here)
-        return next((i for i in ahead if not (self.skip_done and campaign.paintings[i].status in FINISHED)), None)
+        return self.listing.peek(step)
+
+    def set_filter(self, status: str | None = None, search: str | None = None) -> None:
+        self.listing.set_filter(status, search)
 
     # Moving -------------------------------------------------------------------------------------
 
@@ -308,10 +236,10 @@ class CampaignNavigation:
         return self._step(-1)
 
     def _step(self, step: int) -> bool:
-        target = self.peek(step)
+        target = self.listing.peek(step)
         if target is None:
             where = "after" if step > 0 else "before"
-            passed = " (done and skipped ones passed over)" if self.skip_done else ""
+            passed = " (done and skipped ones passed over)" if self.listing.skip_done else ""
             self.controller.status(f"no painting {where} this one in the list{passed}")
             return False
         return self.go(self.campaign.paintings[target].painting.file_name)
@@ -467,7 +395,7 @@ class CampaignNavigation:
         session.metadata[SKIPPED] = painting.metadata.get(SKIPPED)  # a later save keeps the skip
         self._changed(campaign.refresh(session.file_name))
         controller.status(f"skipped {session.file_name}: {' '.join(str(reason).split())}")
-        if self.peek(1) is not None:
+        if self.listing.peek(1) is not None:
             self.next()
         return True
 

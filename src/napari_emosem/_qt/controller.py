@@ -2,8 +2,9 @@
 
 It holds the annotator's state besides the annotations themselves (those are the sessions'): the
 current painting (:class:`~napari_emosem._qt.paintings.Paintings`), the selected emotion, the
-emotions ticked for the next Propose, the model and device, the dataset folder, and whether a
-background job runs (:class:`~napari_emosem._qt.jobs.JobRunner`). Every action is a public method;
+emotions ticked for the next Propose, the model (:class:`~napari_emosem._qt.model_choice.ModelChoice`),
+the dataset folder, the autosaves (:class:`~napari_emosem._qt.autosaving.Autosaving`), and whether
+a background job runs (:class:`~napari_emosem._qt.jobs.JobRunner`). Every action is a public method;
 what changes is announced on :attr:`AnnotatorController.events`, which the panels observe. Errors
 a user can cause become one line on ``events.error``, never an exception.
 """
@@ -18,27 +19,22 @@ from psygnal import Signal, SignalGroup
 from qtpy.QtCore import QTimer
 
 from ..annotation import AnnotationSession, Status
-from ..devices import DEVICES
 from ..emotions import EMOTIONS
 from ..errors import EmoSEMError
-from ..precision import check_precision
 from ..predictor_cache import PredictorCache
 from .adjudication import Adjudication
+from .autosaving import Autosaving
 from .binder import LayerBinder
 from .campaign import CampaignNavigation
 from .clicking import ClickRefinement
 from .dataset_folder import DatasetFolder
 from .jobs import ExplainJob, Job, JobRunner, LoadJob, ProposeJob, RefineJob
 from .jobs.queue import WaitingActions
-from .models import default_model, user_checkpoints
+from .model_choice import ModelChoice
 from .paintings import Paintings, describe
 from .prefetch import Prefetcher
 from .settings import Settings
 from .timing import ActiveTime
-
-#: how often the autosave timer looks for unsaved edits (each session saves at most every
-#: ``autosave_seconds``)
-AUTOSAVE_TICK_MS = 5000
 
 #: ``ask(title, text, choices, default) -> choice``: a question to the annotator
 Ask = Callable[[str, str, Sequence[str], str], str]
@@ -109,9 +105,7 @@ class AnnotatorController:
         self.paintings = Paintings(viewer, self.binder, settings)
         self.selected_emotion: str | None = None
         self.ticked: tuple[str, ...] = EMOTIONS
-        self.model_spec = default_model(settings.model, user_checkpoints())
-        self.device = settings.device if settings.device in DEVICES else "auto"
-        self.precision = settings.precision
+        self.model = ModelChoice(self)
         self.last_error: str | None = None
         self.dataset = DatasetFolder(self)
         self.waiting = WaitingActions()
@@ -122,9 +116,7 @@ class AnnotatorController:
         self.time = ActiveTime(self, clock)
         #: only the selected emotion's layer is shown
         self.others_hidden = False
-        self._autosave_timer = QTimer()
-        self._autosave_timer.setInterval(AUTOSAVE_TICK_MS)
-        self._autosave_timer.timeout.connect(self.autosave_now)
+        self.autosaves = Autosaving(self)
         self._connect()
 
     def _connect(self) -> None:
@@ -139,8 +131,8 @@ class AnnotatorController:
         self.jobs.events.failed.connect(self.error)
         self.jobs.events.started.connect(self._on_job_started)
         self.jobs.events.finished.connect(self._on_job_finished)
-        self._autosave_timer.start()
-        QTimer.singleShot(0, self.preload)
+        self.autosaves.timer.start()
+        QTimer.singleShot(0, self.model.preload)
 
     # State --------------------------------------------------------------------------------------
 
@@ -220,7 +212,7 @@ class AnnotatorController:
             # a painting opened from a dataset proposes that folder, unless one is chosen already
             if session.exported_to is not None and not self.dataset.path.strip():
                 self.dataset.set(session.exported_to)
-            self._offer_autosave()
+            self.autosaves.offer()
             self.status(f"{layer.name}: {describe(session)}")
 
     def _on_images_changed(self) -> None:
@@ -250,40 +242,6 @@ class AnnotatorController:
         still_open = self.paintings.is_open(image_layer, session)
         if still_open and (self.binder.layer(emotion) is None or session is not self.session):
             session.remove(emotion)
-
-    def _offer_autosave(self) -> None:
-        try:
-            self.events.autosave_offer.emit(self.paintings.autosave_offer())
-        except EmoSEMError as exc:
-            self.error(str(exc))
-
-    def restore_autosave(self) -> AnnotationSession | None:
-        """Replace the current painting's annotation by its autosave."""
-        if self.session is None:
-            return None
-        try:
-            restored = self.paintings.restore()
-        except EmoSEMError as exc:
-            self.error(str(exc))
-            return None
-        self.events.autosave_offer.emit(None)
-        if restored is None:
-            self.status("there is no autosave for this painting any more")
-            return None
-        self.status(f"restored the autosave: {describe(restored)}")
-        return restored
-
-    def discard_autosave(self) -> None:
-        """Delete the current painting's autosave (keeps what is on screen)."""
-        if self.session is not None:
-            self.session.discard_autosave()
-        self.events.autosave_offer.emit(None)
-        self.status("autosave discarded")
-
-    def autosave_now(self, *, force: bool = False) -> None:
-        """Autosave every painting with unexported edits (a timer calls this)."""
-        for problem in self.paintings.autosave_all(force=force):
-            self.error(problem)
 
     def unexported(self) -> list[AnnotationSession]:
         """Sessions with edits that are not in a dataset yet."""
@@ -362,37 +320,7 @@ class AnnotatorController:
             session.mark_no_stimulus(emotion)
         self.status(f"{emotion}: {session[emotion].status.value}")
 
-    # Model --------------------------------------------------------------------------------------
-
-    def set_model(self, spec: str) -> None:
-        """Use ``spec`` (a preset or a checkpoint folder) for the next proposals, from now on."""
-        self.model_spec = str(spec).strip() or "starter"
-        self.settings.model = self.model_spec  # an explicit choice (even "starter") wins over the newest
-        self.events.model.emit(self.model_spec)
-        self.preload()
-
-    def set_device(self, device: str) -> None:
-        self.device = self.settings.device = device
-        self.events.device.emit(device)
-        self.preload()
-
-    def set_precision(self, precision: str) -> None:
-        """Load the model with ``precision`` (``precision.PRECISIONS``) from now on."""
-        self.precision = self.settings.precision = check_precision(precision)
-        self.events.precision.emit(self.precision)
-        self.preload()
-
-    def preload(self) -> None:
-        """Load the chosen model in a worker now (when the annotator opens or the model changes).
-
-        Threaded mode only: tests that run synchronously load on first use.
-        """
-        if self.synchronous:
-            return
-        if self.jobs.busy:
-            self.waiting.wait("load", lambda ended: self.preload())  # a waiting proposal waits for it too
-            return
-        self.run(LoadJob(self, self.cache, None))
+    # Model (which one: self.model) ---------------------------------------------------------------
 
     def propose(self, emotions=None, *, replace_protected: bool | None = None, explain: bool = True):
         """Propose masks and explanation drafts for ``emotions`` (default: the ticked ones).
@@ -489,11 +417,11 @@ class AnnotatorController:
 
     def shutdown(self, timeout_ms: int = 60_000) -> None:
         """Stop timers and background work (unexported work is autosaved)."""
-        self._autosave_timer.stop()
+        self.autosaves.timer.stop()
         self.clicks.stop_timer()
         self.waiting.clear()
         try:
-            self.autosave_now(force=True)
+            self.autosaves.save_all(force=True)
         except Exception as exc:  # never block closing
             self.last_error = f"autosave failed: {exc}"
         problem = self.jobs.shutdown(timeout_ms)

@@ -66,11 +66,11 @@ class Prefetcher:
         campaign = navigation.campaign
         if not self.enabled or campaign is None or not controller.jobs.idle or controller.waiting.busy:
             return  # the controller schedules again when the running job ends
-        target = navigation.peek(1)
+        target = navigation.listing.peek(1)
         if target is None:
             return
         painting = campaign.paintings[target].painting
-        name, spec = painting.file_name, controller.model_spec
+        name, spec = painting.file_name, controller.model.spec
         if name in self._ready or (name, spec) in self._failed or name == navigation.current_name:
             return
         # the annotator's own records and the drafts: a pair only others reviewed gets a draft too
@@ -117,7 +117,7 @@ class Prefetcher:
     def apply(self, session: AnnotationSession, prefetched: Prefetched) -> list[str]:
         """Put the prefetched drafts on ``session``'s painting, for the emotions it has no
         annotation of; returns those emotions."""
-        if prefetched.digest != session.digest or prefetched.spec != self.controller.model_spec:
+        if prefetched.digest != session.digest or prefetched.spec != self.controller.model.spec:
             return []
         fresh = [p for p in prefetched.proposals if p.emotion not in session]
         return session.apply_proposals(fresh, source=prefetched.source, model=prefetched.model)

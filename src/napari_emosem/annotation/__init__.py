@@ -6,6 +6,8 @@ One module per job:
   :class:`Status`, and the one rule for a person's work (:attr:`EmotionAnnotation.reviewed`);
 * :mod:`.session`: :class:`AnnotationSession`, the state machine of one painting's annotation,
   the only writer of that state, emitting ``events.changed`` for its observers;
+* :mod:`.edits`: how a proposal, a refinement, a stroke or an explanation merges into an annotation;
+* :mod:`.visit_time`: the active time of one visit, added to the records on export;
 * :mod:`.autosave`: unexported work in one file per painting;
 * :mod:`.dataset`: between annotations and a stimulus dataset's records (export, open).
 

@@ -77,6 +77,22 @@ class AutosaveSchedule:
         self.saved_revision = revision
         self._last = self._clock()
 
+    def save(self, session: AnnotationSession, *, force: bool) -> Path | None:
+        """Write ``session``'s unexported work if a save is due (or ``force``): the file, or None."""
+        path = self.path(session.digest)
+        if path is None or not session.dirty or not self.due(session.revision, force=force):
+            return None
+        write_autosave(path, session)
+        self.saved(session.revision)
+        return path
+
+    def discard(self, session: AnnotationSession) -> None:
+        """Delete ``session``'s autosave, if any: what it holds now needs no autosave."""
+        path = self.path(session.digest)
+        if path is not None:
+            path.unlink(missing_ok=True)
+        self.saved_revision = session.revision
+
 
 def autosave_file(image_or_digest: np.ndarray | str, autosave_dir: str | Path | None = None) -> Path:
     """The autosave file of a painting (given as pixels or digest)."""

@@ -29,7 +29,9 @@ from ..errors import EmoSEMError
 from ..image_io import image_digest, to_rgb_uint8
 from . import autosave as _autosave
 from . import dataset as _dataset
-from .records import EmotionAnnotation, Status, as_seconds
+from . import edits
+from .records import EmotionAnnotation, Status
+from .visit_time import VisitTime
 
 
 class SessionEvents(SignalGroup):
@@ -100,10 +102,7 @@ class AnnotationSession:
         self.revision = 0
         self._exported_revision = 0
         self._source_matches: bool | None = None
-        #: active time of this visit (the painting's, and per emotion), see set_active_time
-        self._visit_seconds = 0.0
-        self._visit_pairs: dict[str, float] = {}
-        self._exported_seconds = 0.0
+        self._visit = VisitTime()  # see set_active_time
 
     # Reading ----------------------------------------------------------------------------------
 
@@ -146,7 +145,7 @@ class AnnotationSession:
     @property
     def unsaved_seconds(self) -> float:
         """Active time of this visit not yet written into a dataset."""
-        return self._visit_seconds - self._exported_seconds
+        return self._visit.unsaved
 
     def protected(self, emotions: Iterable[str] = EMOTIONS) -> list[str]:
         """The emotions among ``emotions`` whose annotation a person reviewed: a new proposal would
@@ -175,22 +174,7 @@ class AnnotationSession:
                 continue
             mask = as_mask(proposal.mask, self.shape, f"the {emotion} proposal")
             previous = self._items.get(emotion)
-            text = str(proposal.explanation or "")
-            self._items[emotion] = EmotionAnnotation(
-                emotion=emotion,
-                mask=mask,
-                explanation=text,
-                more_explanations=list(previous.more_explanations) if previous else [],
-                score=None if proposal.score is None else float(proposal.score),
-                source=source,
-                model=model,
-                draft=text,
-                status=Status.PROPOSED,
-                created=previous.created if previous else now_iso(),
-                modified=now_iso(),
-                seconds=previous.seconds if previous else 0.0,
-                extra=dict(previous.extra) if previous else {},
-            )
+            self._items[emotion] = edits.proposed(emotion, mask, proposal, previous, source=source, model=model)
             applied.append(emotion)
         if applied:
             self._changed(applied, significant=True)
@@ -216,21 +200,9 @@ class AnnotationSession:
         if item is None:
             item = EmotionAnnotation(emotion=emotion, mask=mask, source=source, model=model, created=now_iso())
             self._items[emotion] = item
-        item.mask = mask
-        if item.from_model:
-            item.mask_edited = True
-        else:
-            # clicks on a human annotation: the model drew it, guided by a person
-            item.source, item.model, item.mask_edited = source, model, True
-        if proposal.score is not None:
-            item.score = float(proposal.score)
-        if proposal.explanation and not item.text_edited:
-            item.explanation = item.draft = str(proposal.explanation)
-        if item.status in (Status.REJECTED, Status.NO_STIMULUS):
-            item.status = Status.PROPOSED
+        edits.refined(item, mask, proposal, source=source, model=model)
         if points is not None:
             item.set_clicks(points, labels)
-        item.modified = now_iso()
         self._changed([emotion], significant=True)
         return item
 
@@ -244,12 +216,7 @@ class AnnotationSession:
             self._items[emotion] = item
         elif np.array_equal(item.mask, mask):
             return item
-        item.mask = mask
-        if item.from_model:
-            item.mask_edited = True
-        if item.status in (Status.REJECTED, Status.NO_STIMULUS) and mask.any():
-            item.status = Status.PROPOSED if item.from_model else Status.ACCEPTED
-        item.modified = now_iso()
+        edits.painted(item, mask)
         self._changed([emotion], significant=False)
         return item
 
@@ -272,15 +239,7 @@ class AnnotationSession:
             self._items[emotion] = item
         elif item.explanation == text and not from_model:
             return item
-        item.explanation = text
-        if from_model:
-            item.draft = text
-            item.text_edited = False
-            if model is not None:
-                item.model = model
-        elif item.from_model:
-            item.text_edited = text.strip() != item.draft.strip()
-        item.modified = now_iso()
+        edits.explained(item, text, from_model=from_model, model=model)
         self._changed([emotion], significant=from_model)
         return item
 
@@ -308,11 +267,7 @@ class AnnotationSession:
         if emotion not in self._items:
             empty = np.zeros(self.shape, bool)
             self._items[emotion] = EmotionAnnotation(emotion=emotion, mask=empty, created=now_iso())
-        item = self._items[emotion]
-        if item.mask.any():
-            item.mask = np.zeros(self.shape, bool)
-            if item.from_model:
-                item.mask_edited = True
+        edits.cleared(self._items[emotion])
         return self._set_status(emotion, Status.NO_STIMULUS)
 
     def reopen(self, emotion: str) -> EmotionAnnotation:
@@ -330,8 +285,7 @@ class AnnotationSession:
         """The active time of this visit so far (an ``ActivityClock``'s): the painting's, and each
         emotion's. Export adds it to what the records stored from earlier visits. Not a change of
         the annotation (it makes nothing unexported by itself)."""
-        self._visit_seconds = float(painting_seconds)
-        self._visit_pairs = {normalise_emotion(e): float(s) for e, s in pair_seconds.items()}
+        self._visit.set(painting_seconds, pair_seconds)
 
     def load(self, item: EmotionAnnotation) -> None:
         """Take ``item`` as it was saved (a layer, a record): shown, but not a change to export."""
@@ -357,16 +311,11 @@ class AnnotationSession:
     def to_stimuli(self) -> tuple[list[Any], dict[str, str]]:
         """The dataset records (``napari_emosem.data.Stimulus``) and why any emotion is left out."""
         items = [self._items[e] for e in self.emotions()]
-        return _dataset.to_stimuli(items, self._passthrough, self.shape, self.annotator, self._visit_pairs)
+        return _dataset.to_stimuli(items, self._passthrough, self.shape, self.annotator, self._visit.pairs)
 
     def painting_metadata(self) -> dict[str, Any]:
         """The painting's metadata as exported: with its active time, earlier visits' and this one's."""
-        metadata = dict(self.metadata)
-        earlier = as_seconds(metadata.get(_dataset.ANNOTATION_SECONDS))
-        total = round(earlier + self._visit_seconds, 1)
-        if total > 0:
-            metadata[_dataset.ANNOTATION_SECONDS] = total
-        return metadata
+        return self._visit.painting_metadata(self.metadata)
 
     def export(
         self,
@@ -392,7 +341,7 @@ class AnnotationSession:
         self.file_name = file_name
         self.exported_to = result.dataset_root
         self._exported_revision = self.revision
-        self._exported_seconds = self._visit_seconds
+        self._visit.saved()
         self.discard_autosave()
         self.events.exported.emit(result)
         return result
@@ -432,19 +381,11 @@ class AnnotationSession:
 
         Returns the file written, or None when nothing needed saving.
         """
-        path = self.autosave_path
-        if path is None or not self.dirty or not self._autosave.due(self.revision, force=force):
-            return None
-        _autosave.write_autosave(path, self)
-        self._autosave.saved(self.revision)
-        return path
+        return self._autosave.save(self, force=force)
 
     def discard_autosave(self) -> None:
         """Delete this painting's autosave, if any."""
-        path = self.autosave_path
-        if path is not None:
-            path.unlink(missing_ok=True)
-        self._autosave.saved_revision = self.revision
+        self._autosave.discard(self)
 
     @staticmethod
     def autosave_info(

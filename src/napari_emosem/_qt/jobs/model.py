@@ -24,7 +24,8 @@ class ModelJob(Job):
     def __init__(self, controller: AnnotatorController, cache: PredictorCache, session: AnnotationSession | None):
         super().__init__()
         self.controller, self.cache, self.session = controller, cache, session
-        self.spec, self.device, self.precision = controller.model_spec, controller.device, controller.precision
+        choice = controller.model  # the model in force when the job starts
+        self.spec, self.device, self.precision = choice.spec, choice.device, choice.precision
         self.started = 0.0
 
     @property

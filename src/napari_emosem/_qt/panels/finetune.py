@@ -152,7 +152,7 @@ class FineTunePanel(QGroupBox):
 
     def fill_bases(self, *_) -> None:
         """Offer the current model as the base when it is trainable, then the fresh presets."""
-        spec = self.controller.model_spec
+        spec = self.controller.model.spec
         self.base_combo.clear()
         if spec != "starter":
             try:
@@ -203,7 +203,7 @@ class FineTunePanel(QGroupBox):
         job = FineTuneJob(
             folders,
             base,
-            controller.device,
+            controller.model.device,
             epochs=int(epochs or self.epochs_spin.value()),
             options=self.train_options,
             include_unreviewed=self.include_unreviewed.isChecked(),
@@ -239,7 +239,7 @@ class FineTunePanel(QGroupBox):
         self.last_finetune = result
         self._show_metrics(info, result.before, result.after, title=f"v{info.version}: {result.message}")
         self.controller.events.checkpoints.emit()
-        self.controller.set_model(str(info.path))  # remembered: the default model from now on
+        self.controller.model.set_model(str(info.path))  # remembered: the default model from now on
         self.controller.status(f"fine-tuned in {result.seconds:.0f} s; now using checkpoint {info.label}")
         show_info(f"EmoSEM fine-tuned, checkpoint v{info.version}: {metrics_line(result.before, result.after)}")
 

@@ -28,7 +28,8 @@ from qtpy.QtWidgets import (
 
 from ...campaign import PaintingStatus
 from ...campaign.queue import QueueOrder
-from ..campaign import STATUS_FILTERS, CampaignNavigation, describe_status
+from ..campaign import CampaignNavigation, describe_status
+from ..campaign_listing import STATUS_FILTERS
 from ..controller import AnnotatorController
 from ..jobs.repropose import ReproposeJob
 
@@ -45,7 +46,7 @@ VISIBLE_ROWS = 7
 
 
 class PaintingList(QAbstractListModel):
-    """The navigator's paintings (``navigation.visible``) as rows: label, status dot, tooltip."""
+    """The navigator's paintings (``navigation.listing.visible``) as rows: label, status dot, tooltip."""
 
     def __init__(self, navigation: CampaignNavigation):
         super().__init__()
@@ -55,13 +56,13 @@ class PaintingList(QAbstractListModel):
         self._bold.setBold(True)
 
     def rowCount(self, parent: QModelIndex | None = None) -> int:  # noqa: N802 - Qt's name
-        return 0 if (parent is not None and parent.isValid()) else len(self.navigation.visible)
+        return 0 if (parent is not None and parent.isValid()) else len(self.navigation.listing.visible)
 
     def data(self, index: QModelIndex, role: int = Qt.DisplayRole):
         campaign = self.navigation.campaign
-        if campaign is None or not index.isValid() or index.row() >= len(self.navigation.visible):
+        if campaign is None or not index.isValid() or index.row() >= len(self.navigation.listing.visible):
             return None
-        i = self.navigation.visible[index.row()]
+        i = self.navigation.listing.visible[index.row()]
         progress = campaign.paintings[i]
         if role == Qt.DisplayRole:
             return f"{progress.label}  ·  {progress.status.value}"
@@ -85,7 +86,7 @@ class PaintingList(QAbstractListModel):
             return None
         from bisect import bisect_left
 
-        visible, place = self.navigation.visible, self.navigation.place  # sorted by place
+        visible, place = self.navigation.listing.visible, self.navigation.listing.place  # sorted by place
         row = bisect_left(visible, place(index), key=place)
         return row if row < len(visible) and visible[row] == index else None
 
@@ -133,7 +134,7 @@ class NavigatorPanel(QGroupBox):
         controller.events.busy.connect(self._enable)
         controller.events.model.connect(self._show_model)
         controller.events.checkpoints.connect(self._offer_repropose)
-        self._show_model(controller.model_spec)
+        self._show_model(controller.model.spec)
         self.hide()
 
     def _make_filters(self) -> QHBoxLayout:
@@ -141,16 +142,16 @@ class NavigatorPanel(QGroupBox):
         self.filter_combo = QComboBox()
         self.filter_combo.addItems(list(STATUS_FILTERS))
         self.filter_combo.setToolTip("List only the paintings of this status")
-        self.filter_combo.currentTextChanged.connect(lambda text: self.navigation.set_filter(status=text))
+        self.filter_combo.currentTextChanged.connect(lambda text: self.navigation.listing.set_filter(status=text))
         self.search_edit = QLineEdit()
         self.search_edit.setPlaceholderText("search: file name, artist, title")
         self.search_edit.setClearButtonEnabled(True)
-        self.search_edit.textChanged.connect(lambda text: self.navigation.set_filter(search=text))
+        self.search_edit.textChanged.connect(lambda text: self.navigation.listing.set_filter(search=text))
         self.skip_done_check = QCheckBox("skip done")
-        self.skip_done_check.setChecked(self.navigation.skip_done)
+        self.skip_done_check.setChecked(self.navigation.listing.skip_done)
         self.skip_done_check.setToolTip("Previous and Next pass over done and skipped paintings")
         self.skip_done_check.setFocusPolicy(Qt.NoFocus)
-        self.skip_done_check.toggled.connect(lambda on: setattr(self.navigation, "skip_done", on))
+        self.skip_done_check.toggled.connect(lambda on: setattr(self.navigation.listing, "skip_done", on))
         self.order_combo = QComboBox()
         self.order_combo.addItem("dataset order", None)
         for order in QueueOrder:
@@ -175,9 +176,9 @@ class NavigatorPanel(QGroupBox):
             self.controller.jobs.cancel(self.sort_job)
         self.sort_job = None
         if order is None:
-            self.navigation.sort_by_queue(None)
+            self.navigation.listing.sort_by_queue(None)
             return None
-        self.sort_job = self.navigation.start_sort_by_queue(
+        self.sort_job = self.navigation.listing.start_sort_by_queue(
             order,
             progress=lambda done, total, line: self.prefetch_label.setText(f"sorting: {line}"),
             ended=self._sorted,

@@ -51,20 +51,20 @@ class PaintingModelPanel(QWidget):
 
         self.device_combo = QComboBox()
         self.device_combo.addItems(DEVICES)
-        self.device_combo.setCurrentText(controller.device)
-        self.device_combo.currentTextChanged.connect(controller.set_device)
+        self.device_combo.setCurrentText(controller.model.device)
+        self.device_combo.currentTextChanged.connect(controller.model.set_device)
         form.addRow("Device", self.device_combo)
 
         self.precision_combo = QComboBox()
         self.precision_combo.addItems(PRECISIONS)
-        self.precision_combo.setCurrentText(controller.precision)
+        self.precision_combo.setCurrentText(controller.model.precision)
         self.precision_combo.setToolTip(
             "auto: each reduced form below only where this machine measured it faster (once, about a second); "
             "fp32: float32 everywhere, the reference; bf16: the image encoder and mask decoder in bfloat16 and the "
             "language model's linear layers in int8 (CPU only: a GPU runs as always). The status line says what "
             "the model loaded with."
         )
-        self.precision_combo.currentTextChanged.connect(controller.set_precision)
+        self.precision_combo.currentTextChanged.connect(controller.model.set_precision)
         form.addRow("Precision", self.precision_combo)
 
         events = controller.events
@@ -109,7 +109,7 @@ class PaintingModelPanel(QWidget):
             for preset in MODEL_PRESETS:
                 self.model_combo.addItem(preset_label(preset), preset)
                 self.model_combo.setItemData(self.model_combo.count() - 1, about_model(preset), Qt.ToolTipRole)
-            self._select(self.controller.model_spec)
+            self._select(self.controller.model.spec)
 
     @property
     def model_spec(self) -> str:
@@ -121,7 +121,7 @@ class PaintingModelPanel(QWidget):
         return text or "starter"
 
     def _on_model_picked(self, *_) -> None:
-        self.controller.set_model(self.model_spec)
+        self.controller.model.set_model(self.model_spec)
 
     def _select(self, spec: str) -> None:
         index = self.model_combo.findData(spec)
