@@ -228,7 +228,9 @@ def main(argv=None) -> int:
         # the cost of one redraw of the canvas with every layer on screen (software OpenGL here)
         times = []
         for _ in range(n):
-            viewer.camera.zoom = viewer.camera.zoom * 1.0001
+            # napari 0.9 moved the camera to viewer.scene; older versions have viewer.camera only
+            camera = viewer.scene.camera if hasattr(viewer, "scene") else viewer.camera
+            camera.zoom = camera.zoom * 1.0001
             t0 = time.perf_counter()
             app.processEvents()
             times.append((time.perf_counter() - t0) * 1000)
