@@ -51,3 +51,16 @@ class ModelJob(Job):
             seconds=time.perf_counter() - self.started,
             **results,
         )
+
+
+class CampaignModelJob(ModelJob):
+    """A model job over the campaign rather than the open painting (prefetch, re-propose the rest,
+    sort by the queue): a background job that the annotator's own jobs pause between two steps,
+    with no step count known ahead, during which the annotator may open another painting."""
+
+    steps = None
+    background = True
+    holds_painting = False
+
+    def __init__(self, controller: AnnotatorController, cache: PredictorCache):
+        super().__init__(controller, cache, None)

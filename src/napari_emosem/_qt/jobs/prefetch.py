@@ -13,7 +13,7 @@ from ...errors import EmoSEMError
 from ...image_io import image_digest, load_image, to_rgb_uint8
 from ...predictor import Proposal
 from .base import Failed, Step
-from .model import ModelJob
+from .model import CampaignModelJob
 
 
 @dataclass(frozen=True)
@@ -31,16 +31,13 @@ class Prefetched:
     model: str
 
 
-class PrefetchJob(ModelJob):
+class PrefetchJob(CampaignModelJob):
     """Read ``path``, encode it with the model in use, propose ``emotions`` and draft their
     explanations, one step each. A background job: the annotator's own jobs pause it between two
     steps, and may give the predictor another painting meanwhile, so every step gives it this
     painting again first (the embedding cache makes that cheap)."""
 
     name = "prefetch"
-    steps = None
-    background = True
-    holds_painting = False
 
     def __init__(
         self,
@@ -53,7 +50,7 @@ class PrefetchJob(ModelJob):
         on_ready: Callable[[Prefetched], None],
         on_failed: Callable[[str], None],
     ):
-        super().__init__(controller, cache, None)
+        super().__init__(controller, cache)
         self.file_name, self.path, self.emotions = file_name, Path(path), list(emotions)
         self._on_ready, self._on_failed = on_ready, on_failed
 

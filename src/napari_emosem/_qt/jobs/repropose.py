@@ -20,7 +20,7 @@ from ...errors import EmoSEMError
 from ...image_io import image_digest
 from ...propose import propose_pending
 from .base import Failed
-from .model import ModelJob
+from .model import CampaignModelJob
 
 
 @dataclass(frozen=True)
@@ -53,13 +53,10 @@ class ReproposeEvents(SignalGroup):
     ended = Signal(str)
 
 
-class ReproposeJob(ModelJob):
+class ReproposeJob(CampaignModelJob):
     """``propose_pending`` over the campaign at ``root`` with the model in use, for ``emotions``."""
 
     name = "re-propose the rest"
-    steps = None
-    background = True
-    holds_painting = False
 
     def __init__(
         self,
@@ -70,7 +67,7 @@ class ReproposeJob(ModelJob):
         *,
         on_painting: Callable[[ReproposeJob, PendingStep], None] | None = None,
     ):
-        super().__init__(controller, cache, None)
+        super().__init__(controller, cache)
         self.root, self.emotions = Path(root), tuple(emotions)
         self.events = ReproposeEvents()
         #: paintings re-proposed so far, of how many (as the GUI thread has seen them)

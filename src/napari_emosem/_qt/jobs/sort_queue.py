@@ -20,7 +20,7 @@ from ...campaign.annotate_next import QueueReport, queue_paintings
 from ...data import StimulusDataset
 from ...errors import EmoSEMError
 from .base import Failed
-from .model import ModelJob
+from .model import CampaignModelJob
 from .repropose import _ThroughCache
 
 
@@ -50,17 +50,14 @@ class _Stopped(Exception):
     """The job was cancelled: the core's loop stops at its next painting."""
 
 
-class SortQueueJob(ModelJob):
+class SortQueueJob(CampaignModelJob):
     """``queue_paintings(order=...)`` over the campaign at ``root`` with the model in use;
     ``on_sorted(report)`` gets the :class:`QueueReport` (GUI thread)."""
 
     name = "sort by the queue"
-    steps = None
-    background = True
-    holds_painting = False
 
     def __init__(self, controller, cache, root: Path, order: str, *, on_sorted: Callable[[QueueReport], None]):
-        super().__init__(controller, cache, None)
+        super().__init__(controller, cache)
         self.root, self.order, self.on_sorted = Path(root), str(order), on_sorted
         self.events = SortQueueEvents()
         self._release: Callable[[], None] | None = None
