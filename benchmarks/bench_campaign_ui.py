@@ -129,7 +129,7 @@ def run(args, source: Path, scratch: Path) -> int:
     timed("dataset: one painting's status", campaign_qt, "painting_status")
     timed("session: image, records, drafts", navigation, "_session_for")
     timed("napari: painting shown (image, layers, selection)", navigation, "_show")
-    timed("navigator: filter + list", navigation, "_filter")
+    timed("navigator: filter + list", navigation.listing, "refilter")
     timed("layers: carried over / shown", binder, "repaint")
     timed("layers: shown one per turn", binder, "_show_next")
     binder._mask_timer.timeout.disconnect()  # the binder's timer calls the timed method from now on
