@@ -68,7 +68,7 @@ def build(root: Path, scratch: Path) -> None:
             records.append(Stimulus(
                 proposal.emotion, proposal.mask, [proposal.explanation], source=starter.source,
                 score=round(float(proposal.score), 4), reviewed=done, annotator="ana" if done else None,
-                extra={"annotation_seconds": round(seconds / len(EMOTIONS), 1)} if done else {},
+                annotation_seconds=round(seconds / len(EMOTIONS), 1) if done else 0.0,
             ))  # fmt: skip
         metadata = {"annotation_seconds": seconds} if seconds else None
         dataset.write_painting(dataset.image_path(name), name, records, metadata=metadata)

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from napari.utils.notifications import show_error
-from qtpy.QtCore import Qt, QTimer
+from qtpy.QtCore import QEvent, Qt, QTimer
 from qtpy.QtWidgets import QFrame, QLabel, QScrollArea, QVBoxLayout, QWidget
 
 from ..annotation import AnnotationSession, ExportResult, Status
@@ -110,12 +110,7 @@ class EmoSEMAnnotator(QWidget):
         layout.addWidget(self.status_label)
         layout.addStretch(1)
         # taller than a laptop screen with a campaign open: the panels scroll, the window fits
-        scroll = QScrollArea()
-        scroll.setWidget(content)
-        scroll.setWidgetResizable(True)
-        scroll.setFrameShape(QFrame.NoFrame)
-        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
-        scroll.setMinimumWidth(content.minimumSizeHint().width() + scroll.verticalScrollBar().sizeHint().width())
+        scroll = _PanelScroll(content)
         outer = QVBoxLayout(self)
         outer.setContentsMargins(0, 0, 0, 0)
         outer.addWidget(scroll)
@@ -377,3 +372,27 @@ class EmoSEMAnnotator(QWidget):
         worker to reach its next step (at most ``timeout_ms``).
         """
         self.controller.shutdown(timeout_ms)
+
+
+class _PanelScroll(QScrollArea):
+    """The panels scroll vertically, never sideways, so the dock is as wide as the widest panel
+    shown; panels shown later (a campaign's navigator, the annotators) widen it then."""
+
+    def __init__(self, content: QWidget):
+        super().__init__()
+        self.setWidget(content)
+        self.setWidgetResizable(True)
+        self.setFrameShape(QFrame.NoFrame)
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
+        content.installEventFilter(self)
+        self._fit_width()
+
+    def eventFilter(self, watched, event) -> bool:
+        if watched is self.widget() and event.type() == QEvent.LayoutRequest:
+            self._fit_width()
+        return super().eventFilter(watched, event)
+
+    def _fit_width(self) -> None:
+        width = self.widget().minimumSizeHint().width() + self.verticalScrollBar().sizeHint().width()
+        if width != self.minimumWidth():
+            self.setMinimumWidth(width)

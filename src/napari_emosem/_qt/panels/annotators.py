@@ -33,6 +33,9 @@ class AnnotatorsPanel(QGroupBox):
         self.choice_combo.setToolTip(
             "Pick one annotator's mask, combine them, or store the adjudicated layer as edited"
         )
+        # "majority of the annotators" must not widen the whole dock: it shows in full when opened
+        self.choice_combo.setSizeAdjustPolicy(QComboBox.AdjustToMinimumContentsLengthWithIcon)
+        self.choice_combo.setMinimumContentsLength(10)
         self.adjudicate_button = QPushButton("Adjudicate")
         self.adjudicate_button.setToolTip("Store the choice as the pair's adjudicated record, under your name")
         self.adjudicate_button.clicked.connect(lambda: self.adjudicate())

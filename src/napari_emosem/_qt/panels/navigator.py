@@ -137,7 +137,7 @@ class NavigatorPanel(QGroupBox):
         self._show_model(controller.model.spec)
         self.hide()
 
-    def _make_filters(self) -> QHBoxLayout:
+    def _make_filters(self) -> QVBoxLayout:
         row = QHBoxLayout()
         self.filter_combo = QComboBox()
         self.filter_combo.addItems(list(STATUS_FILTERS))
@@ -162,11 +162,17 @@ class NavigatorPanel(QGroupBox):
             "not done, in the background"
         )
         self.order_combo.currentIndexChanged.connect(lambda _: self.sort(self.order_combo.currentData()))
-        row.addWidget(self.filter_combo)
-        row.addWidget(self.search_edit, 1)
-        row.addWidget(self.order_combo)
+        for combo, letters in ((self.filter_combo, 6), (self.order_combo, 8)):
+            # their longest items must not widen the whole dock: they show in full when opened
+            combo.setSizeAdjustPolicy(QComboBox.AdjustToMinimumContentsLengthWithIcon)
+            combo.setMinimumContentsLength(letters)
+        row.addWidget(self.filter_combo, 1)
+        row.addWidget(self.order_combo, 1)
         row.addWidget(self.skip_done_check)
-        return row
+        rows = QVBoxLayout()  # the search on a line of its own: wide enough to read what is typed
+        rows.addLayout(row)
+        rows.addWidget(self.search_edit)
+        return rows
 
     def sort(self, order: str | None):
         """List the paintings in dataset order (None) or by the queue's ``order`` (ranked in a
