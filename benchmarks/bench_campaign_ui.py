@@ -170,7 +170,9 @@ def run(args, source: Path, scratch: Path) -> int:
             "parts_s": {k: round(v, 3) for k, v in spent.items()},
         }
 
-    pump(lambda: controller.jobs.busy, 60)  # the model loads when the annotator opens
+    # the model loads when the annotator opens: its job starts on the first event-loop turn
+    pump(lambda: controller.cache.loaded is None, 120)
+    pump(lambda: controller.jobs.busy, 60)
     results: dict = {}
     results["open"] = measure(lambda: widget.open_dataset(root))
     n_paintings = len(navigation.campaign.paintings)
