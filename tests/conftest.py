@@ -55,3 +55,12 @@ def _isolated_user_folders(tmp_path_factory):
 @pytest.fixture(scope="session")
 def paintings() -> list[Path]:
     return painting_paths()
+
+
+@pytest.fixture
+def own_user_folders(tmp_path, monkeypatch):
+    """This test's own user cache and data folders (checkpoints, autosaves, settings), so that no
+    test sees what another left; model work in thread workers, as users get it."""
+    monkeypatch.setenv("EMOSEM_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("EMOSEM_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.delenv("EMOSEM_SYNC_WORKERS", raising=False)

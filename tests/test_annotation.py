@@ -12,6 +12,8 @@ from napari_emosem.image_io import load_image
 from napari_emosem.paintings import FOLDER as PAINTINGS
 from napari_emosem.predictor import Proposal
 
+pytestmark = pytest.mark.usefixtures("own_user_folders")
+
 BOY = PAINTINGS / "boy-in-a-red-vest-1888.jpg"
 
 
@@ -23,12 +25,6 @@ class Clock:
 
     def __call__(self):
         return self.now
-
-
-@pytest.fixture(autouse=True)
-def _user_dirs(tmp_path, monkeypatch):
-    monkeypatch.setenv("EMOSEM_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setenv("EMOSEM_CACHE_DIR", str(tmp_path / "cache"))
 
 
 def painting(h=60, w=80, seed=0):

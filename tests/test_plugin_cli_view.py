@@ -16,14 +16,10 @@ from napari_emosem.errors import EmoSEMError
 from napari_emosem.image_io import load_image
 from napari_emosem.paintings import FOLDER as PAINTINGS
 
+pytestmark = pytest.mark.usefixtures("own_user_folders")
+
 BOY = PAINTINGS / "boy-in-a-red-vest-1888.jpg"
 PAINTER = PAINTINGS / "a-painter-at-work-1875.jpg"
-
-
-@pytest.fixture(autouse=True)
-def _user_dirs(tmp_path, monkeypatch):
-    monkeypatch.setenv("EMOSEM_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setenv("EMOSEM_CACHE_DIR", str(tmp_path / "cache"))
 
 
 @pytest.fixture

@@ -25,14 +25,10 @@ from napari_emosem.image_io import load_image
 from napari_emosem.paintings import FOLDER as PAINTINGS
 from napari_emosem.predictor import Proposal
 
+pytestmark = pytest.mark.usefixtures("own_user_folders")
+
 BOY = PAINTINGS / "boy-in-a-red-vest-1888.jpg"
 MADAME = PAINTINGS / "madame-cezanne-in-blue-1890.jpg"
-
-
-@pytest.fixture(autouse=True)
-def _user_dirs(tmp_path, monkeypatch):
-    monkeypatch.setenv("EMOSEM_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setenv("EMOSEM_CACHE_DIR", str(tmp_path / "cache"))
 
 
 def box(shape, r0, r1, c0, c1):

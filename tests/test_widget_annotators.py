@@ -12,16 +12,9 @@ from napari_emosem._widget import EmoSEMAnnotator
 from napari_emosem.data import Stimulus, StimulusDataset
 from test_widget_campaign import make_campaign
 
-pytestmark = pytest.mark.gui
+pytestmark = [pytest.mark.gui, pytest.mark.usefixtures("own_user_folders")]
 
 EMOTIONS = ("awe", "fear", "sadness")
-
-
-@pytest.fixture(autouse=True)
-def _user_dirs(tmp_path, monkeypatch):
-    monkeypatch.setenv("EMOSEM_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setenv("EMOSEM_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.delenv("EMOSEM_SYNC_WORKERS", raising=False)
 
 
 @pytest.fixture

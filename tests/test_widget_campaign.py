@@ -18,16 +18,9 @@ from napari_emosem.data import Stimulus, StimulusDataset
 from napari_emosem.image_io import image_digest
 from napari_emosem.toy import toy_painting
 
-pytestmark = pytest.mark.gui
+pytestmark = [pytest.mark.gui, pytest.mark.usefixtures("own_user_folders")]
 
 EMOTIONS = ("awe", "fear", "sadness")
-
-
-@pytest.fixture(autouse=True)
-def _user_dirs(tmp_path, monkeypatch):
-    monkeypatch.setenv("EMOSEM_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setenv("EMOSEM_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.delenv("EMOSEM_SYNC_WORKERS", raising=False)
 
 
 def make_campaign(root, n: int = 5, *, emotions=EMOTIONS, sizes=None):

@@ -26,17 +26,10 @@ from napari_emosem.predictor import Proposal
 from napari_emosem.toy import toy_paintings
 from napari_emosem.weights import SamWeights
 
-pytestmark = pytest.mark.gui
+pytestmark = [pytest.mark.gui, pytest.mark.usefixtures("own_user_folders")]
 
 #: few, small epochs; no explanation drafting during validation (it runs the LM and Java)
 FAST = {"validate_explanations": False, "patience": 0}
-
-
-@pytest.fixture(autouse=True)
-def _user_dirs(tmp_path, monkeypatch):
-    monkeypatch.setenv("EMOSEM_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setenv("EMOSEM_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.delenv("EMOSEM_SYNC_WORKERS", raising=False)
 
 
 @pytest.fixture

@@ -13,14 +13,7 @@ from napari_emosem.campaign import PaintingStatus, campaign_progress
 from napari_emosem.data import StimulusDataset
 from test_widget_campaign import make_campaign
 
-pytestmark = pytest.mark.gui
-
-
-@pytest.fixture(autouse=True)
-def _user_dirs(tmp_path, monkeypatch):
-    monkeypatch.setenv("EMOSEM_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setenv("EMOSEM_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.delenv("EMOSEM_SYNC_WORKERS", raising=False)
+pytestmark = [pytest.mark.gui, pytest.mark.usefixtures("own_user_folders")]
 
 
 @pytest.fixture
