@@ -14,8 +14,9 @@ import argparse
 import os
 import sys
 import tempfile
-import time
 from pathlib import Path
+
+from _window import save_window, settle  # scripts/_window.py (scripts/ is on the path when run)
 
 REPO = Path(__file__).resolve().parents[1]
 PAINTINGS = REPO / "src" / "napari_emosem" / "paintings"
@@ -44,7 +45,6 @@ def main(argv=None) -> int:
     os.environ["NAPARI_CONFIG"] = os.path.join(scratch, "napari", "settings.yaml")
 
     import napari
-    from qtpy.QtWidgets import QApplication
 
     from napari_emosem._qt.annotator import EmoSEMAnnotator
     from napari_emosem._qt.settings import Settings
@@ -61,7 +61,6 @@ def main(argv=None) -> int:
     # these settings live in the scratch folder
     get_settings().application.gui_notification_level = "error"
     viewer = napari.Viewer(title="napari-emosem — EmoSEM annotator", show=True)
-    app = QApplication.instance()
     widget = EmoSEMAnnotator(viewer, settings=Settings(backend=False), synchronous=False)
     viewer.window.add_dock_widget(widget, name="EmoSEM annotator", area="right")
     # ticked before the painting opens: the annotator makes spare layers for exactly these
@@ -73,17 +72,8 @@ def main(argv=None) -> int:
     widget.set_device("cpu")
     widget.set_dataset_folder("~/emosem-dataset")
 
-    def settle(seconds: float) -> None:
-        end = time.perf_counter() + seconds
-        while time.perf_counter() < end:
-            app.processEvents()
-            time.sleep(0.01)
-
     def wait_idle(limit: float = 600) -> None:
-        end = time.perf_counter() + limit
-        while widget.busy and time.perf_counter() < end:
-            app.processEvents()
-            time.sleep(0.01)
+        settle(limit, until=lambda: not widget.busy)
 
     window = widget.window()
     window.resize(width, height)
@@ -110,12 +100,7 @@ def main(argv=None) -> int:
     viewer.reset_view()
     settle(1.5)
 
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    from PIL import Image
-
-    pixels = viewer.screenshot(canvas_only=False, flash=False)
-    Image.fromarray(pixels[..., :3]).save(out, optimize=True)
+    out = save_window(viewer, args.out)
     print(f"wrote {out} ({status})")
     # nothing here is worth keeping: into the scratch folder, so that closing does not ask about it
     widget.controller.dataset.export_unexported(os.path.join(scratch, "dataset"))

@@ -17,8 +17,9 @@ import argparse
 import os
 import sys
 import tempfile
-import time
 from pathlib import Path
+
+from _window import save_window, settle  # scripts/_window.py (scripts/ is on the path when run)
 
 REPO = Path(__file__).resolve().parents[1]
 EMOTIONS = ("contentment", "awe", "sadness", "excitement")
@@ -100,7 +101,6 @@ def main(argv=None) -> int:
 
     import napari
     from napari.settings import get_settings
-    from qtpy.QtWidgets import QApplication
 
     from napari_emosem._qt.annotator import EmoSEMAnnotator
     from napari_emosem._qt.settings import Settings
@@ -108,18 +108,11 @@ def main(argv=None) -> int:
     get_settings().application.gui_notification_level = "error"  # no toast over the painting
     width, height = (int(v) for v in args.size.lower().split("x"))
     viewer = napari.Viewer(title="napari-emosem — a campaign", show=True)
-    app = QApplication.instance()
     settings = Settings(backend=False)
     settings.model, settings.device, settings.annotator = "starter", "cpu", "ana"
     widget = EmoSEMAnnotator(viewer, settings=settings, synchronous=False)
     viewer.window.add_dock_widget(widget, name="EmoSEM annotator", area="right")
     widget.window().resize(width, height)
-
-    def settle(seconds: float, until=lambda: False) -> None:
-        end = time.perf_counter() + seconds
-        while time.perf_counter() < end and not until():
-            app.processEvents()
-            time.sleep(0.01)
 
     settle(1.0)
     widget.open_dataset(root)
@@ -129,12 +122,7 @@ def main(argv=None) -> int:
     widget.select_emotion(args.select)
     viewer.reset_view()
     settle(1.5)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    from PIL import Image
-
-    pixels = viewer.screenshot(canvas_only=False, flash=False)
-    Image.fromarray(pixels[..., :3]).save(out, optimize=True)
+    out = save_window(viewer, args.out)
     print(f"wrote {out}: {nav.campaign.progress.summary_line()}")
     nav.leave()
     viewer.close()

@@ -192,8 +192,8 @@ def test_a_checkpoint_save_interrupted_between_its_renames_is_finished_when_read
 def test_saved_folders_follow_the_umask(tmp_path):
     old = os.umask(0o022)
     try:
-        with replacing_folder(tmp_path / "shared") as tmp:
+        with replacing_folder(tmp_path / "team-folder") as tmp:
             (tmp / "a.txt").write_text("x")
     finally:
         os.umask(old)
-    assert (tmp_path / "shared").stat().st_mode & 0o777 == 0o755  # readable to the team
+    assert (tmp_path / "team-folder").stat().st_mode & 0o777 == 0o755  # readable to the team
