@@ -109,6 +109,21 @@ def test_resume_after_an_interruption_gives_the_uninterrupted_result(tmp_path):
     assert log == [1, 2, 3]
 
 
+def test_a_run_killed_between_its_state_and_its_log_gets_the_log_line_back(tmp_path):
+    """The state (the resume point) is saved before the log: a kill between the two left the log
+    an epoch short, and a resume that had nothing left to train never wrote the line."""
+    data = from_toy(toy_paintings(4, seed=3))
+    run = tmp_path / "run"
+    _fit(run, data, epochs=2)
+    log = run / "log.jsonl"
+    log.write_text(log.read_text().splitlines()[0] + "\n")  # the kill: epoch 2's line never written
+
+    model, identity = build_emosem(get_preset("tiny"))
+    config = TrainConfig(epochs=2, batch_size=8, val_fraction=0.34, validate_explanations=False)
+    Trainer(model, identity, data, config, run, cache=EmbeddingCache(tmp_path / "c2"), resume=True).fit()
+    assert [json.loads(x)["epoch"] for x in log.read_text().splitlines()] == [1, 2]
+
+
 def test_cli_run_killed_mid_training_resumes(tmp_path, toy_data):
     run = tmp_path / "run"
     cmd = [sys.executable, "-m", "napari_emosem", "train", "--data", str(toy_data), "--base", "tiny",

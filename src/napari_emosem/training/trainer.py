@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .._io import atomic_write_text
 from ..annotators.consensus import majority_mask
 from ..checkpoint import CheckpointInfo, save_checkpoint
 from ..embedding_cache import EmbeddingCache
@@ -236,6 +237,7 @@ class Trainer:
         info = {"epoch": 0, "global_step": 0, "best": None, "bad_epochs": 0, "history": [], "before": None}
         if self.resume:
             info = self._restore(run.optimizer)
+            self._write_log(info["history"])
             self._done += val_units + info["epoch"] * (steps_per_epoch + val_units)
             yield self._event("message", message=f"resuming after epoch {info['epoch']} of {cfg.epochs}")
         if info["before"] is None:
@@ -341,9 +343,14 @@ class Trainer:
         if self.dist.is_main and self.run_dir is not None:
             state = dict(info, data_hash=self.data.data_hash, config=asdict(self.config))
             save_state(self.run_dir, self.model, optimizer, state)
-            with open(self.run_dir / LOG, "a", encoding="utf-8") as log:
-                log.write(json.dumps(record) + "\n")
+            self._write_log(info["history"])
         distributed.barrier(self.dist)
+
+    def _write_log(self, history: list[dict]) -> None:
+        """RUN/log.jsonl, one line per epoch, written whole from the state's history: a run killed
+        between saving its state and writing the log gets the missing line back on resume."""
+        if self.dist.is_main and self.run_dir is not None:
+            atomic_write_text(self.run_dir / LOG, "".join(json.dumps(record) + "\n" for record in history))
 
     def _result(self, info: dict, stopped_early: bool) -> TrainResult:
         best = info["best"] or {"val": {}}
